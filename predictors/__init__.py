@@ -1,0 +1,1 @@
+"""Model servers that implement servemesh.v1.PredictionService."""

@@ -1,0 +1,1 @@
+"""The llama predictor: GGUF models on llama.cpp, served over servemesh.v1."""

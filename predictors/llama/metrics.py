@@ -1,0 +1,24 @@
+"""Prometheus metrics of the llama predictor: what runs, what waits, what was produced."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ACTIVE_SEQUENCES = Gauge(
+    "servemesh_llama_active_sequences", "Generations that llama.cpp is decoding now."
+)
+QUEUED_REQUESTS = Gauge("servemesh_llama_queued_requests", "Generations waiting for the model.")
+GENERATED_TOKENS = Counter(
+    "servemesh_llama_generated_tokens", "Tokens generated, over all requests."
+)
+PROMPT_TOKENS = Counter("servemesh_llama_prompt_tokens", "Prompt tokens processed.")
+FINISHED = Counter(
+    "servemesh_llama_generations_finished",
+    "Generations that ended, by how they ended.",
+    ["outcome"],
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "servemesh_llama_time_to_first_token_seconds",
+    "From the start of a generation to its first token.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

