@@ -59,7 +59,15 @@ test: lint ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
 
 up: proto ## start the llama predictor and the gateway in the background
-	$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up
+	@$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up \
+		|| { echo "make up failed; 'make down' stops what did start"; exit 1; }
+	@echo
+	@echo "The mesh serves on localhost:50051. Try:"
+	@echo "  $(VENV)/bin/grpcurl -plaintext localhost:50051 list"
+	@echo "  $(VENV)/bin/servemesh models"
+	@echo "  $(VENV)/bin/servemesh stream smollm2-135m-instruct 'Write a haiku about rivers.'"
+	@echo "  $(PY) -c \"import servemesh; print(servemesh.Client().predict('smollm2-135m-instruct', 'Hello').text)\""
+	@echo "Logs and pid files: $(RUN_DIR)/. Stop with 'make down'."
 
 down: ## stop what `make up` started
 	@if [ -x $(PY) ]; then $(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) down; fi

@@ -1,0 +1,165 @@
+"""The `servemesh` command: list models, run them, stream their tokens, check health."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from servemesh.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from servemesh.client import Client
+from servemesh.errors import ServemeshError
+
+
+def _parse_input(spec: str) -> tuple[str, bytes | str]:
+    """NAME=@FILE reads bytes from a file; NAME=TEXT passes text."""
+    name, sep, value = spec.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--input {spec!r}: use NAME=TEXT or NAME=@FILE")
+    if value.startswith("@"):
+        with open(value[1:], "rb") as f:
+            return name, f.read()
+    return name, value
+
+
+def _prediction_args(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "stop": args.stop,
+        "seed": args.seed,
+        "repeat_penalty": args.repeat_penalty,
+    }
+    if args.input:
+        if args.prompt is not None:
+            raise ServemeshError("give a prompt or --input values, not both")
+        return {"inputs": dict(args.input)}
+    if args.prompt is None:
+        raise ServemeshError("give a prompt (or --input NAME=VALUE for models with named inputs)")
+    if args.raw:
+        return {"prompt": args.prompt, **kwargs}
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.prompt})
+    return {"messages": messages, **kwargs}
+
+
+def _models(client: Client, args: argparse.Namespace) -> None:
+    models = client.list_models()
+    if args.json:
+        print(json.dumps([asdict(m) for m in models], indent=2))
+        return
+    print(f"{'MODEL':28} {'BACKEND':12} {'KIND':11} {'READY':6} {'STREAM':7} {'INPUTS':20} LIMITS")
+    for m in models:
+        limits = f"ctx={m.context_length} max_tokens={m.max_tokens}" if m.context_length else ""
+        print(
+            f"{m.name:28} {m.backend or '-':12} {m.backend_kind or '-':11} {m.ready!s:6} "
+            f"{m.streaming!s:7} {','.join(m.input_kinds) or '-':20} {limits}"
+        )
+
+
+def _predict(client: Client, args: argparse.Namespace) -> None:
+    result = client.predict(args.model, **_prediction_args(args))
+    if args.json:
+        print(json.dumps(asdict(result), indent=2, default=repr))
+    elif result.outputs:
+        for name, value in result.outputs.items():
+            print(f"{name}: {value!r}")
+    else:
+        print(result.text)
+        usage = result.usage
+        if usage:
+            print(
+                f"[{result.finish_reason}; prompt {usage.prompt_tokens} tokens, "
+                f"completion {usage.completion_tokens} tokens]",
+                file=sys.stderr,
+            )
+
+
+def _stream(client: Client, args: argparse.Namespace) -> None:
+    for chunk in client.predict_stream(args.model, **_prediction_args(args)):
+        if args.json:
+            print(json.dumps(asdict(chunk), default=repr), flush=True)
+            continue
+        print(chunk.text, end="", flush=True)
+        if chunk.finish_reason and chunk.usage:
+            print()
+            print(
+                f"[{chunk.finish_reason}; prompt {chunk.usage.prompt_tokens} tokens, "
+                f"completion {chunk.usage.completion_tokens} tokens]",
+                file=sys.stderr,
+            )
+
+
+def _health(client: Client, args: argparse.Namespace) -> None:
+    status = client.health(args.service)
+    print(status)
+    if status != "SERVING":
+        raise SystemExit(3)
+
+
+def _add_prediction_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("prompt", nargs="?", help="sent as a user chat message unless --raw")
+    p.add_argument("--raw", action="store_true", help="send the prompt as it is, no chat template")
+    p.add_argument("--system", help="a system message before the prompt")
+    p.add_argument("--input", action="append", type=_parse_input, metavar="NAME=TEXT|NAME=@FILE")
+    p.add_argument("--max-tokens", type=int)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--stop", action="append", help="a stop sequence; repeat for more")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--repeat-penalty", type=float)
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="servemesh", description="Talk to a servemesh mesh.")
+    parser.add_argument(
+        "--target",
+        default=os.environ.get("SERVEMESH_TARGET", DEFAULT_TARGET),
+        help="gateway or predictor address (env SERVEMESH_TARGET)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=float(os.environ.get("SERVEMESH_TIMEOUT", DEFAULT_TIMEOUT_S)),
+        help="deadline of each call in seconds (env SERVEMESH_TIMEOUT)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    models = commands.add_parser("models", help="list the models and what they can do")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(run=_models)
+    predict = commands.add_parser("predict", help="run a model and print its output")
+    _add_prediction_flags(predict)
+    predict.set_defaults(run=_predict)
+    stream = commands.add_parser("stream", help="run a model and print tokens as they come")
+    _add_prediction_flags(stream)
+    stream.set_defaults(run=_stream)
+    health = commands.add_parser("health", help="print the server's health status")
+    health.add_argument("service", nargs="?", default="", help="e.g. model/NAME or backend/NAME")
+    health.set_defaults(run=_health)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with Client(args.target, timeout=args.timeout) as client:
+            args.run(client, args)
+    except ServemeshError as error:
+        print(f"servemesh: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Starts, stops and reports the mesh's processes on one machine, without Docker.
+
+Each process gets `NAME.pid` and `NAME.log` in the run folder. `up` skips a process that
+already runs, `down` stops exactly the processes whose pid files `up` wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+HEALTH_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    command: list[str]
+    health: str
+
+
+def load_processes(path: Path) -> list[Process]:
+    with open(path, "rb") as f:
+        table = tomllib.load(f)
+    return [
+        Process(p["name"], [a.format(python=sys.executable) for a in p["command"]], p["health"])
+        for p in table["process"]
+    ]
+
+
+def _start_time(pid: int) -> str | None:
+    """The kernel's start time of `pid`, so a recycled pid is not mistaken for ours."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def log(self, name: str) -> Path:
+        return self.path / f"{name}.log"
+
+    def pid_file(self, name: str) -> Path:
+        return self.path / f"{name}.pid"
+
+    def running_pid(self, name: str) -> int | None:
+        """The pid of our process `name` if it still runs."""
+        try:
+            pid_text, started = self.pid_file(name).read_text().split()
+        except (OSError, ValueError):
+            return None
+        pid = int(pid_text)
+        return pid if _start_time(pid) == started else None
+
+    def record(self, name: str, pid: int) -> None:
+        self.pid_file(name).write_text(f"{pid} {_start_time(pid)}\n")
+
+
+def health_status(address: str, timeout: float = 1.0) -> str:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
+        except grpc.RpcError as error:
+            return error.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def up(processes: list[Process], run: RunDir) -> int:
+    run.path.mkdir(parents=True, exist_ok=True)
+    for proc in processes:
+        if (pid := run.running_pid(proc.name)) is not None:
+            print(f"{proc.name}: already running (pid {pid})")
+            continue
+        with open(run.log(proc.name), "ab") as log:
+            child = subprocess.Popen(
+                proc.command,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        run.record(proc.name, child.pid)
+        print(
+            f"{proc.name}: started (pid {child.pid}), waiting for health on {proc.health}",
+            flush=True,
+        )
+        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        while (status := health_status(proc.health)) != "SERVING":
+            if child.poll() is not None:
+                print(
+                    f"{proc.name}: exited with {child.returncode}; its log ends with:\n"
+                    f"{_tail(run.log(proc.name))}",
+                    file=sys.stderr,
+                )
+                return 1
+            if time.monotonic() > deadline:
+                print(
+                    f"{proc.name}: not SERVING after {HEALTH_TIMEOUT_S:.0f} s ({status}); "
+                    f"see {run.log(proc.name)}",
+                    file=sys.stderr,
+                )
+                return 1
+            time.sleep(0.2)
+        print(f"{proc.name}: SERVING")
+    return 0
+
+
+def down(processes: list[Process], run: RunDir) -> int:
+    for proc in reversed(processes):
+        pid = run.running_pid(proc.name)
+        run.pid_file(proc.name).unlink(missing_ok=True)
+        if pid is None:
+            continue
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _start_time(pid) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _start_time(pid) is not None:
+            os.killpg(pid, signal.SIGKILL)
+            print(f"{proc.name}: killed (pid {pid}) after {STOP_TIMEOUT_S:.0f} s")
+        else:
+            print(f"{proc.name}: stopped (pid {pid})")
+    return 0
+
+
+def status(processes: list[Process], run: RunDir) -> int:
+    all_serving = True
+    for proc in processes:
+        pid = run.running_pid(proc.name)
+        health = health_status(proc.health) if pid else "-"
+        all_serving &= health == "SERVING"
+        state = f"running (pid {pid})" if pid else "stopped"
+        print(
+            f"{proc.name:10} {state:22} health {health:12} {proc.health}  log {run.log(proc.name)}"
+        )
+    return 0 if all_serving else 3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "run")
+    parser.add_argument(
+        "--processes", type=Path, default=Path(__file__).with_name("processes.toml")
+    )
+    parser.add_argument("action", choices=["up", "down", "status"])
+    args = parser.parse_args()
+    processes = load_processes(args.processes)
+    run = RunDir(args.run_dir.resolve())
+    return {"up": up, "down": down, "status": status}[args.action](processes, run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""The mesh configuration: which backends exist and which models each one serves (TOML)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file is malformed; the message says where."""
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """A model server the gateway calls."""
+
+    name: str
+    kind: str
+    target: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model the gateway serves: its public name, backend, and name at the backend."""
+
+    name: str
+    backend: str
+    backend_model: str
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    backends: dict[str, BackendConfig]
+    models: dict[str, ModelConfig]
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def parse_config(data: dict[str, Any], where: str = "config") -> MeshConfig:
+    backends: dict[str, BackendConfig] = {}
+    for name, raw in _table(data, "backends", where).items():
+        raw = dict(raw)
+        try:
+            kind, target = raw.pop("kind"), raw.pop("target")
+        except KeyError as missing:
+            raise ConfigError(f"{where}: backends.{name} needs {missing}") from None
+        backends[name] = BackendConfig(name, kind, target, raw)
+    models: dict[str, ModelConfig] = {}
+    for name, raw in _table(data, "models", where).items():
+        backend = raw.get("backend")
+        if backend not in backends:
+            raise ConfigError(
+                f"{where}: models.{name}.backend is {backend!r}; "
+                f"the backends are {sorted(backends)}"
+            )
+        models[name] = ModelConfig(name, backend, raw.get("backend_model", name))
+    if not models:
+        raise ConfigError(f"{where}: no [models.NAME] table; the gateway would serve nothing")
+    return MeshConfig(backends, models)
+
+
+def load_config(path: str | Path) -> MeshConfig:
+    """Reads and checks a mesh configuration file."""
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: {error}") from None
+    return parse_config(data, str(path))

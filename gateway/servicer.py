@@ -1,0 +1,74 @@
+"""servemesh.v1.PredictionService at the gateway: route, forward with the deadline, relabel."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+
+from gateway.router import Route, Router
+from servemesh.v1 import model_pb2
+from servemesh.v1 import prediction_service_pb2 as pb
+from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
+
+DESCRIBE_TIMEOUT_S = 5.0
+
+
+class GatewayServicer(pb_grpc.PredictionServiceServicer):
+    def __init__(self, router: Router) -> None:
+        self._router = router
+
+    def _forwarded(self, request: pb.PredictRequest | pb.PredictStreamRequest) -> Route:
+        """Routes `request` and rewrites it for the backend, in place."""
+        route = self._router.route(request.model)
+        request.model = route.backend_model
+        request.request_id = request.request_id or uuid.uuid4().hex
+        return route
+
+    async def Predict(
+        self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PredictResponse:
+        route = self._forwarded(request)
+        response = await route.backend.predict(request, context.time_remaining())
+        response.model = route.model
+        return response
+
+    async def PredictStream(
+        self, request: pb.PredictStreamRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PredictStreamResponse]:
+        route = self._forwarded(request)
+        stream = route.backend.predict_stream(request, context.time_remaining())
+        try:
+            async for response in stream:
+                response.model = route.model
+                yield response
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def _describe(self, route: Route, timeout: float | None) -> model_pb2.ModelInfo:
+        timeout = DESCRIBE_TIMEOUT_S if timeout is None else min(timeout, DESCRIBE_TIMEOUT_S)
+        try:
+            info = await route.backend.describe(route.backend_model, timeout)
+        except grpc.aio.AioRpcError as error:
+            info = model_pb2.ModelInfo(
+                ready=False,
+                description=f"backend {route.backend.name} did not answer: "
+                f"{error.code().name}: {error.details()}",
+            )
+        info.name, info.backend = route.model, route.backend.name
+        return info
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListModelsResponse:
+        timeout = context.time_remaining()
+        infos = await asyncio.gather(*(self._describe(r, timeout) for r in self._router.routes))
+        return pb.ListModelsResponse(models=infos)
+
+    async def GetModel(
+        self, request: pb.GetModelRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetModelResponse:
+        route = self._router.route(request.name)
+        return pb.GetModelResponse(model=await self._describe(route, context.time_remaining()))
