@@ -222,11 +222,9 @@ class LlamaEngine:
                 break
         tokens.close()
         if reason is not FinishReason.STOP_SEQUENCE:
-            tail, stopped = stops.feed(decoder.decode(b"", final=True))
-            if stopped:
-                reason = FinishReason.STOP_SEQUENCE
-            else:
-                tail += stops.flush()  # held back for a stop sequence that never came
+            # Bytes still in the decoder are a character cut off by max_tokens: dropped,
+            # so the text stays valid UTF-8 without a replacement character.
+            tail = stops.flush()  # held back for a stop sequence that never came
             if tail or unsent:
                 job.emit(Delta(tail, unsent))
         metrics.FINISHED.labels(reason.value).inc()

@@ -82,6 +82,7 @@ def build_request(
     generation = request.text_generation
     generation.parameters.CopyFrom(params)
     if messages is not None:
+        generation.chat.SetInParent()  # an empty conversation is still a conversation
         generation.chat.messages.extend(chat_message(m) for m in messages)
     else:
         generation.prompt = prompt or ""

@@ -1,0 +1,94 @@
+"""A client that goes away, or whose deadline passes, stops the work it started."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from servemesh import AsyncClient, Client, DeadlineExceeded, ResourceExhausted
+
+from tests.servers import MODEL, Metrics, llama_predictor, wait_for
+
+COUNTING = "1, 2, 3, 4, 5, 6, 7,"  # greedy decoding keeps counting for hundreds of tokens
+TOKENS = "servemesh_llama_generated_tokens_total"
+CANCELLED = "servemesh_llama_generations_finished_total{outcome=cancelled}"
+ACTIVE = "servemesh_llama_active_sequences"
+
+
+def _settled(metrics: Metrics) -> dict[str, float]:
+    """Metrics once nothing runs or waits at the predictor."""
+    wait_for(lambda: metrics.get(ACTIVE) == 0, 5, "no active sequences")
+    wait_for(lambda: metrics.get("servemesh_llama_queued_requests") == 0, 5, "empty queue")
+    return metrics.read()
+
+
+async def test_cancelled_stream_stops_generation_within_a_token_or_two(mesh) -> None:
+    before = _settled(mesh.metrics)
+    async with AsyncClient(mesh.gateway.address) as client:
+        stream = client.predict_stream(MODEL, COUNTING, max_tokens=1000, temperature=0)
+        received = 0
+        async for chunk in stream:
+            received += chunk.token_count
+            if received >= 5:
+                break
+        await stream.aclose()
+        at_cancel = mesh.metrics.get(TOKENS)
+    after = await asyncio.to_thread(_settled, mesh.metrics)
+    assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
+    # Tokens made between the client's cancel and the worker seeing it: the cancel crosses
+    # two gRPC hops, so allow for a few 10 ms tokens, far below the 1000 asked for.
+    assert after[TOKENS] - at_cancel <= 5, after[TOKENS] - at_cancel
+    time.sleep(0.3)
+    assert mesh.metrics.get(TOKENS) == after[TOKENS], "nothing generates after the cancel"
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["unary", "stream"])
+def test_deadline_gives_deadline_exceeded_and_stops_the_backend(mesh, streaming: bool) -> None:
+    before = _settled(mesh.metrics)
+    started = time.monotonic()
+    with Client(mesh.gateway.address) as client, pytest.raises(DeadlineExceeded):
+        if streaming:
+            for _ in client.predict_stream(
+                MODEL, COUNTING, max_tokens=1000, temperature=0, timeout=0.5
+            ):
+                pass
+        else:
+            client.predict(MODEL, COUNTING, max_tokens=1000, temperature=0, timeout=0.5)
+    assert time.monotonic() - started < 2
+    after = _settled(mesh.metrics)
+    assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
+    generated = after[TOKENS] - before[TOKENS]
+    assert generated < 100, f"{generated} tokens in 0.5 s: the generation outlived its deadline"
+
+
+async def test_full_queue_gives_resource_exhausted_and_frees_its_place(tmp_path) -> None:
+    predictor, metrics_port = llama_predictor(tmp_path, "small-queue", "--max-queued-requests", "1")
+    predictor.start()
+    metrics = Metrics(metrics_port)
+    try:
+        async with AsyncClient(predictor.address) as client:
+
+            async def hold_stream() -> None:
+                stream = client.predict_stream(MODEL, COUNTING, max_tokens=1000, temperature=0)
+                try:
+                    await anext(stream)
+                    await asyncio.sleep(30)
+                finally:
+                    await stream.aclose()
+
+            running = asyncio.create_task(hold_stream())
+            await asyncio.to_thread(wait_for, lambda: metrics.get(ACTIVE) == 1, 10, "one runs")
+            waiting = asyncio.create_task(hold_stream())
+            await asyncio.to_thread(
+                wait_for, lambda: metrics.get("servemesh_llama_queued_requests") == 1, 10, "queued"
+            )
+            with pytest.raises(ResourceExhausted, match="max_queued_requests=1"):
+                await client.predict(MODEL, "hi", max_tokens=2)
+            running.cancel()
+            waiting.cancel()
+            await asyncio.gather(running, waiting, return_exceptions=True)
+            await asyncio.to_thread(_settled, metrics)
+            assert (await client.predict(MODEL, "hi", max_tokens=2)).usage.completion_tokens
+    finally:
+        predictor.stop()
