@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from servemesh import Client
 
+from servemesh import Client
 from tests.servers import Metrics, ServerProcess, gateway, llama_predictor
 
 

@@ -58,14 +58,18 @@ class ServerProcess:
     def start(self, timeout: float = 60) -> ServerProcess:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                self.command,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         deadline = time.monotonic() + timeout
         while health_status(self.address) != "SERVING":
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n"
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"{self.name} not SERVING after {timeout} s:\n{self.log_tail()}")
@@ -91,8 +95,16 @@ def llama_predictor(log_dir: Path, name: str = "llama", *extra: str) -> tuple[Se
     """A llama predictor process (not started) and its metrics port."""
     port, metrics_port = free_port(), free_port()
     command = [
-        sys.executable, "-m", "predictors.llama", "--address", f"127.0.0.1:{port}",
-        "--metrics-port", str(metrics_port), "--grace-s", "2", *extra,
+        sys.executable,
+        "-m",
+        "predictors.llama",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--metrics-port",
+        str(metrics_port),
+        "--grace-s",
+        "2",
+        *extra,
     ]
     return ServerProcess(name, command, f"127.0.0.1:{port}", log_dir), metrics_port
 
@@ -107,8 +119,15 @@ def gateway(log_dir: Path, backends: dict[str, str], name: str = "gateway") -> S
     config.write_text("\n".join(lines) + "\n")
     port = free_port()
     command = [
-        sys.executable, "-m", "gateway", "--address", f"127.0.0.1:{port}",
-        "--config", str(config), "--grace-s", "2",
+        sys.executable,
+        "-m",
+        "gateway",
+        "--address",
+        f"127.0.0.1:{port}",
+        "--config",
+        str(config),
+        "--grace-s",
+        "2",
     ]
     return ServerProcess(name, command, f"127.0.0.1:{port}", log_dir)
 

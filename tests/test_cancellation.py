@@ -6,8 +6,8 @@ import asyncio
 import time
 
 import pytest
-from servemesh import AsyncClient, Client, DeadlineExceeded, ResourceExhausted
 
+from servemesh import AsyncClient, Client, DeadlineExceeded, ResourceExhausted
 from tests.servers import MODEL, Metrics, llama_predictor, wait_for
 
 COUNTING = "1, 2, 3, 4, 5, 6, 7,"  # greedy decoding keeps counting for hundreds of tokens
@@ -39,7 +39,7 @@ async def test_cancelled_stream_stops_generation_within_a_token_or_two(mesh) -> 
     # Tokens made between the client's cancel and the worker seeing it: the cancel crosses
     # two gRPC hops, so allow for a few 10 ms tokens, far below the 1000 asked for.
     assert after[TOKENS] - at_cancel <= 5, after[TOKENS] - at_cancel
-    time.sleep(0.3)
+    await asyncio.sleep(0.3)
     assert mesh.metrics.get(TOKENS) == after[TOKENS], "nothing generates after the cancel"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from servemesh import Client, InvalidArgument, NotFound, ServemeshError
 
+from servemesh import Client, InvalidArgument, NotFound, ServemeshError
 from tests.servers import MODEL
 
 BAD_GENERATIONS = [
@@ -44,8 +44,12 @@ def test_bad_parameters_are_invalid_argument(
     with pytest.raises(InvalidArgument) as caught:
         _call(client, streaming, **kwargs)
     assert message in caught.value.message
-    assert caught.value.reason in {"INVALID_PARAMETER", "PROMPT_TOO_LONG", "CONTEXT_OVERFLOW",
-                                   "UNSUPPORTED_INPUT"}
+    assert caught.value.reason in {
+        "INVALID_PARAMETER",
+        "PROMPT_TOO_LONG",
+        "CONTEXT_OVERFLOW",
+        "UNSUPPORTED_INPUT",
+    }
     assert client.predict(MODEL, "Hello", max_tokens=2).usage.completion_tokens >= 1
 
 
@@ -71,7 +75,8 @@ def test_backend_errors_pass_through_the_gateway_unchanged(mesh) -> None:
     for address in (mesh.gateway.address, mesh.predictor.address):
         with Client(address) as c, pytest.raises(ServemeshError) as caught:
             c.predict(MODEL, "hi", temperature=-1)
-        seen.append((type(caught.value), caught.value.message, caught.value.reason,
-                     caught.value.metadata))
+        seen.append(
+            (type(caught.value), caught.value.message, caught.value.reason, caught.value.metadata)
+        )
     assert seen[0] == seen[1]
     assert seen[0][0] is InvalidArgument

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from servemesh import AsyncClient, Client
 
+from servemesh import AsyncClient, Client
 from tests.servers import MODEL
 
 PROMPT = "The three primary colors are"

@@ -183,6 +183,10 @@ class LlamaEngine:
         llm, gen, s = self._llm, job.generation, job.generation.sampling
         assert llm is not None
         llm.set_seed(s.seed if s.seed is not None else random.getrandbits(32))
+        # Re-using a cached prompt prefix evaluates the rest in a smaller batch, and llama.cpp's
+        # results depend on the batch shape: greedy output would then depend on the previous
+        # request. A full prefill keeps each request's output its own.
+        llm.reset()
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopMatcher(gen.stop)
         started = time.perf_counter()

@@ -1,0 +1,126 @@
+"""grpc.health.v1 and server reflection: what grpcurl and Kubernetes probes rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from servemesh import Client, Unavailable
+from tests.servers import BIN, MODEL, gateway, health_status, llama_predictor, wait_for
+
+
+def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "grpcurl"), "-plaintext", *args], capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    "service", ["", "servemesh.v1.PredictionService", "backend/llama", f"model/{MODEL}"]
+)
+def test_gateway_health_is_serving(mesh, service: str) -> None:
+    assert health_status(mesh.gateway.address, service) == "SERVING"
+
+
+def test_unknown_health_name_is_not_found(mesh) -> None:
+    assert health_status(mesh.gateway.address, "model/nope") == "NOT_FOUND"
+
+
+@pytest.mark.parametrize("target", ["gateway", "predictor"])
+def test_grpcurl_lists_services_through_reflection(mesh, target: str) -> None:
+    result = grpcurl(getattr(mesh, target).address, "list")
+    assert result.returncode == 0, result.stderr
+    assert set(result.stdout.split()) >= {
+        "servemesh.v1.PredictionService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    }
+    described = grpcurl(getattr(mesh, target).address, "describe", "servemesh.v1.PredictRequest")
+    assert "text_generation" in described.stdout
+
+
+def test_grpcurl_predict_with_json_and_no_proto_files(mesh) -> None:
+    request = {
+        "model": MODEL,
+        "text_generation": {
+            "chat": {"messages": [{"role": "CHAT_ROLE_USER", "content": "Say hello."}]},
+            "parameters": {"max_tokens": 16, "temperature": 0},
+        },
+    }
+    result = grpcurl(
+        "-d", json.dumps(request), mesh.gateway.address, "servemesh.v1.PredictionService/Predict"
+    )
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert response["model"] == MODEL
+    assert response["text_generation"]["text"].strip()
+    assert response["text_generation"]["finish_reason"].startswith("FINISH_REASON_")
+    streamed = grpcurl(
+        "-d",
+        json.dumps(request),
+        mesh.gateway.address,
+        "servemesh.v1.PredictionService/PredictStream",
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert streamed.stdout.count('"text_delta"') >= 2
+
+
+def test_grpcurl_error_shows_code_and_error_info(mesh) -> None:
+    request = {"model": "nope", "text_generation": {"prompt": "hi"}}
+    result = grpcurl(
+        "-d", json.dumps(request), mesh.gateway.address, "servemesh.v1.PredictionService/Predict"
+    )
+    assert result.returncode != 0
+    assert "NotFound" in result.stderr and "MODEL_NOT_FOUND" in result.stderr
+
+
+def test_gateway_health_follows_its_backend(tmp_path) -> None:
+    predictor, _ = llama_predictor(tmp_path, "followed")
+    predictor.start()
+    front = gateway(tmp_path, {"followed": predictor.address}, name="following-gateway")
+    front.start()
+    try:
+        names = ["", "backend/followed", f"model/{MODEL}"]
+        assert all(health_status(front.address, n) == "SERVING" for n in names)
+        predictor.stop()
+        wait_for(
+            lambda: all(health_status(front.address, n) == "NOT_SERVING" for n in names),
+            10,
+            "gateway health NOT_SERVING after its backend stopped",
+        )
+        with Client(front.address, max_attempts=1) as c, pytest.raises(Unavailable):
+            c.predict(MODEL, "hi", max_tokens=2)
+        with Client(front.address) as c:
+            (model,) = c.list_models()
+            assert not model.ready and "did not answer" in model.description
+        predictor.start()  # the same port again
+        wait_for(
+            lambda: all(health_status(front.address, n) == "SERVING" for n in names),
+            15,
+            "gateway health SERVING again after its backend came back",
+        )
+        with Client(front.address) as c:
+            assert c.predict(MODEL, "hi", max_tokens=2).usage.completion_tokens >= 1
+    finally:
+        front.stop()
+        predictor.stop()
+
+
+def test_predictor_health_is_not_serving_while_it_drains(tmp_path) -> None:
+    import signal
+
+    predictor, _ = llama_predictor(tmp_path, "draining")
+    predictor.start()
+    try:
+        with Client(predictor.address) as c:
+            stream = c.predict_stream(MODEL, "1, 2, 3,", max_tokens=60, temperature=0)
+            next(stream)
+            predictor.signal(signal.SIGTERM)
+            wait_for(lambda: health_status(predictor.address) != "SERVING", 5, "draining")
+            rest = list(stream)
+        assert rest[-1].finish_reason == "length", "the call in flight finishes within the grace"
+        assert predictor.process.wait(timeout=10) == 0
+    finally:
+        predictor.stop()

@@ -1,0 +1,70 @@
+"""`make up` / `make down` mechanics: start once, report, stop exactly what was started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.servers import ROOT, free_port, health_status
+
+MESHCTL = ROOT / "deploy" / "local" / "meshctl.py"
+
+
+def meshctl(tmp_path: Path, action: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            str(MESHCTL),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--processes",
+            str(tmp_path / "processes.toml"),
+            action,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def test_up_twice_status_and_down(tmp_path) -> None:
+    llama, gateway, metrics = free_port(), free_port(), free_port()
+    (tmp_path / "mesh.toml").write_text(
+        f'[backends.llama]\nkind = "servemesh"\ntarget = "127.0.0.1:{llama}"\n'
+        '[models.smollm2-135m-instruct]\nbackend = "llama"\n'
+    )
+    (tmp_path / "processes.toml").write_text(
+        f'[[process]]\nname = "llama"\nhealth = "127.0.0.1:{llama}"\n'
+        f'command = ["{{python}}", "-m", "predictors.llama", "--address", "127.0.0.1:{llama}",'
+        f' "--metrics-port", "{metrics}"]\n'
+        f'[[process]]\nname = "gateway"\nhealth = "127.0.0.1:{gateway}"\n'
+        f'command = ["{{python}}", "-m", "gateway", "--address", "127.0.0.1:{gateway}",'
+        f' "--config", "{tmp_path / "mesh.toml"}"]\n'
+    )
+    try:
+        first = meshctl(tmp_path, "up")
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert health_status(f"127.0.0.1:{gateway}") == "SERVING"
+        pids = {p.stem: int((p.read_text().split())[0]) for p in (tmp_path / "run").glob("*.pid")}
+        assert set(pids) == {"llama", "gateway"}
+
+        second = meshctl(tmp_path, "up")
+        assert second.returncode == 0
+        assert second.stdout.count("already running") == 2
+        assert {
+            p.stem: int(p.read_text().split()[0]) for p in (tmp_path / "run").glob("*.pid")
+        } == pids
+
+        status = meshctl(tmp_path, "status")
+        assert status.returncode == 0 and status.stdout.count("SERVING") == 2
+    finally:
+        down = meshctl(tmp_path, "down")
+    assert down.returncode == 0, down.stderr
+    assert not any(_alive(pid) for pid in pids.values())
+    assert not list((tmp_path / "run").glob("*.pid"))
+    assert meshctl(tmp_path, "status").returncode == 3
