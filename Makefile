@@ -15,7 +15,7 @@ LLAMA_WHEELS ?= $(HOME)/.cache/servemesh/wheels/llama-cpp-python-$(LLAMA_CPP_VER
 PROTO_OUT := clients/python/src
 PROTOS := $(wildcard protos/servemesh/v1/*.proto)
 
-.PHONY: help venv proto proto-check lint test up down status clean
+.PHONY: help venv proto proto-check lint test bench up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code c
 
 test: lint ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
+
+bench: up ## measure one stream: raw llama-cpp-python vs predictor vs gateway
+	$(PY) benchmarks/single_stream.py
 
 up: proto ## start the llama predictor and the gateway in the background
 	@$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up \
