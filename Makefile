@@ -12,8 +12,14 @@ RUN_DIR ?= run
 LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 LLAMA_WHEELS ?= $(HOME)/.cache/servemesh/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-native-off
-PROTO_OUT := clients/python/src
-PROTOS := $(wildcard protos/servemesh/v1/*.proto)
+SDK_SRC := clients/python/src
+SERVEMESH_PROTOS := $(wildcard protos/servemesh/v1/*.proto)
+# TorchServe's API; its generated code is the `torchserve_grpc` package the gateway imports.
+TORCHSERVE_PROTOS := $(wildcard protos/torchserve_grpc/*.proto)
+# protoc OUT_ROOT PROTOS: Python code, .pyi stubs and gRPC stubs. googleapis-common-protos
+# ships google/rpc/status.proto, which TorchServe's inference.proto imports.
+protoc = $(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+	--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) $(2) && touch $(1)/$(3)/__init__.py
 
 .PHONY: help venv proto proto-check lint test bench up down status clean
 
@@ -36,17 +42,17 @@ $(VENV)/.installed: requirements/mesh.txt requirements/dev.txt clients/python/py
 
 venv: $(VENV)/.installed ## create the virtual environment with pinned dependencies
 
-proto: $(VENV)/.installed ## generate Python code from protos/ into the SDK package
-	@rm -f $(PROTO_OUT)/servemesh/v1/*_pb2*.py $(PROTO_OUT)/servemesh/v1/*_pb2*.pyi
-	$(PY) -m grpc_tools.protoc -I protos --python_out=$(PROTO_OUT) --pyi_out=$(PROTO_OUT) \
-		--grpc_python_out=$(PROTO_OUT) $(PROTOS)
-	@touch $(PROTO_OUT)/servemesh/v1/__init__.py
+proto: $(VENV)/.installed ## generate Python code from protos/ (committed; `make lint` checks it)
+	@rm -f $(SDK_SRC)/servemesh/v1/*_pb2*.py* torchserve_grpc/*_pb2*.py*
+	$(call protoc,$(SDK_SRC),$(SERVEMESH_PROTOS),servemesh/v1)
+	$(call protoc,.,$(TORCHSERVE_PROTOS),torchserve_grpc)
 
 proto-check: $(VENV)/.installed ## fail when the committed generated code differs from protos/
-	@tmp=$$(mktemp -d) && mkdir -p $$tmp/servemesh/v1 && \
-	$(PY) -m grpc_tools.protoc -I protos --python_out=$$tmp --pyi_out=$$tmp --grpc_python_out=$$tmp $(PROTOS) && \
-	touch $$tmp/servemesh/v1/__init__.py && \
-	diff -r $$tmp/servemesh/v1 $(PROTO_OUT)/servemesh/v1 -x __pycache__ \
+	@tmp=$$(mktemp -d) && mkdir -p $$tmp/servemesh/v1 $$tmp/torchserve_grpc && \
+	$(call protoc,$$tmp,$(SERVEMESH_PROTOS),servemesh/v1) && \
+	$(call protoc,$$tmp,$(TORCHSERVE_PROTOS),torchserve_grpc) && \
+	diff -r -x __pycache__ $$tmp/servemesh/v1 $(SDK_SRC)/servemesh/v1 && \
+	diff -r -x __pycache__ $$tmp/torchserve_grpc torchserve_grpc \
 		|| { echo "generated code is stale: run 'make proto' and commit the result"; exit 1; }; \
 	rm -rf $$tmp
 

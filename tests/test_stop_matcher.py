@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from predictors.llama.stop import StopMatcher
+from runtime.stop_sequences import StopMatcher
 
 
 def run(stops: list[str], pieces: list[str]) -> tuple[str, bool]:

@@ -22,7 +22,8 @@ import llama_cpp
 from predictors.llama import metrics
 from predictors.llama.chat import ChatTemplate
 from predictors.llama.settings import LlamaSettings
-from predictors.llama.stop import StopMatcher
+from runtime.stop_sequences import StopMatcher
+from runtime.textgen import Sampling
 from servemesh.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
@@ -35,23 +36,12 @@ class FinishReason(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Sampling:
-    """How the next token is picked; temperature 0 is greedy."""
-
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    repeat_penalty: float = 1.0
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
 class Generation:
     """One generation to run: the prompt as tokens, and how to continue it."""
 
     prompt_tokens: list[int]
     max_tokens: int
-    sampling: Sampling = Sampling()
+    sampling: Sampling
     stop: tuple[str, ...] = ()
 
 

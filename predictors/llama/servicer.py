@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from predictors.llama.engine import Delta, Event, Finished, FinishReason, Generation, LlamaEngine
-from predictors.llama.requests import fit_max_tokens, parse_generation
+from runtime.textgen import GenerationLimits, fit_max_tokens, parse_generation
 from servemesh.errors import InvalidArgument, NotFound
 from servemesh.v1 import generation_pb2, model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
@@ -34,7 +34,13 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
 
     def __init__(self, engine: LlamaEngine) -> None:
         self._engine = engine
-        self._settings = engine.settings
+        self._settings = s = engine.settings
+        self._limits = GenerationLimits(
+            context_length=s.n_ctx,
+            max_tokens=s.max_tokens_limit,
+            default_max_tokens=s.default_max_tokens,
+            max_stop_sequences=s.max_stop_sequences,
+        )
 
     def model_info(self) -> model_pb2.ModelInfo:
         s = self._settings
@@ -72,13 +78,13 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
                 "chat messages), not named inference inputs",
                 reason="UNSUPPORTED_INPUT",
             )
-        spec = parse_generation(request.text_generation, self._settings)
+        spec = parse_generation(request.text_generation, self._limits)
         chat = self._engine.chat
         prompt = (
             spec.prompt if spec.messages is None or chat is None else chat.render(spec.messages)
         )
         tokens = await asyncio.to_thread(self._engine.tokenize, prompt or "")
-        max_tokens = fit_max_tokens(len(tokens), spec, self._settings)
+        max_tokens = fit_max_tokens(len(tokens), spec, self._limits)
         generation = Generation(tokens, max_tokens, spec.sampling, spec.stop)
         async for event in self._engine.generate(generation):
             yield event

@@ -16,11 +16,12 @@ from servemesh.errors import (
     Unavailable,
     Unimplemented,
 )
-from servemesh.types import Model, Prediction, StreamChunk, Usage
+from servemesh.types import ClassScore, Model, Prediction, StreamChunk, Usage
 
 __all__ = [
     "AsyncClient",
     "Cancelled",
+    "ClassScore",
     "Client",
     "DeadlineExceeded",
     "FailedPrecondition",

@@ -13,7 +13,17 @@ from servemesh.v1 import (
     prediction_service_pb2,
 )
 
-OutputValue = bytes | str | inference_pb2.Tensor
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One class of a classification result."""
+
+    label: str
+    score: float
+    index: int
+
+
+OutputValue = bytes | str | inference_pb2.Tensor | list[ClassScore] | list[float]
 
 
 def enum_label(enum: EnumTypeWrapper, value: int) -> str:
@@ -37,12 +47,18 @@ class Usage:
         return cls(usage.prompt_tokens, usage.completion_tokens)
 
 
+def output_value(value: inference_pb2.InferenceValue) -> OutputValue:
+    """bytes, str, a Tensor message, a list of ClassScore (best first), or a list of floats."""
+    kind = value.WhichOneof("kind")
+    if kind == "classification":
+        return [ClassScore(c.label, c.score, c.index) for c in value.classification.classes]
+    if kind == "vector":
+        return list(value.vector.values)
+    return getattr(value, kind) if kind else b""
+
+
 def _outputs(output: inference_pb2.InferenceOutput) -> dict[str, OutputValue]:
-    values: dict[str, OutputValue] = {}
-    for name, value in output.outputs.items():
-        kind = value.WhichOneof("kind")
-        values[name] = getattr(value, kind) if kind else b""
-    return values
+    return {name: output_value(value) for name, value in output.outputs.items()}
 
 
 @dataclass(frozen=True)

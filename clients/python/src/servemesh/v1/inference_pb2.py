@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cservemesh/v1/inference.proto\x12\x0cservemesh.v1\"P\n\x06Tensor\x12%\n\x05\x64type\x18\x01 \x01(\x0e\x32\x16.servemesh.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x10\n\x08raw_data\x18\x03 \x01(\x0c\"`\n\x0eInferenceValue\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12&\n\x06tensor\x18\x03 \x01(\x0b\x32\x14.servemesh.v1.TensorH\x00\x42\x06\n\x04kind\"\x97\x01\n\x0eInferenceInput\x12\x38\n\x06inputs\x18\x01 \x03(\x0b\x32(.servemesh.v1.InferenceInput.InputsEntry\x1aK\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.servemesh.v1.InferenceValue:\x02\x38\x01\"\x9c\x01\n\x0fInferenceOutput\x12;\n\x07outputs\x18\x01 \x03(\x0b\x32*.servemesh.v1.InferenceOutput.OutputsEntry\x1aL\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.servemesh.v1.InferenceValue:\x02\x38\x01*\xc8\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x41TA_TYPE_BOOL\x10\x01\x12\x12\n\x0e\x44\x41TA_TYPE_INT8\x10\x02\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x03\x12\x13\n\x0f\x44\x41TA_TYPE_INT32\x10\x04\x12\x13\n\x0f\x44\x41TA_TYPE_INT64\x10\x05\x12\x12\n\x0e\x44\x41TA_TYPE_FP16\x10\x06\x12\x12\n\x0e\x44\x41TA_TYPE_FP32\x10\x07\x12\x12\n\x0e\x44\x41TA_TYPE_FP64\x10\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cservemesh/v1/inference.proto\x12\x0cservemesh.v1\"P\n\x06Tensor\x12%\n\x05\x64type\x18\x01 \x01(\x0e\x32\x16.servemesh.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x10\n\x08raw_data\x18\x03 \x01(\x0c\"\xc0\x01\n\x0eInferenceValue\x12\x0e\n\x04\x64\x61ta\x18\x01 \x01(\x0cH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12&\n\x06tensor\x18\x03 \x01(\x0b\x32\x14.servemesh.v1.TensorH\x00\x12\x36\n\x0e\x63lassification\x18\x04 \x01(\x0b\x32\x1c.servemesh.v1.ClassificationH\x00\x12&\n\x06vector\x18\x05 \x01(\x0b\x32\x14.servemesh.v1.VectorH\x00\x42\x06\n\x04kind\"9\n\nClassScore\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05index\x18\x03 \x01(\x05\";\n\x0e\x43lassification\x12)\n\x07\x63lasses\x18\x01 \x03(\x0b\x32\x18.servemesh.v1.ClassScore\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x97\x01\n\x0eInferenceInput\x12\x38\n\x06inputs\x18\x01 \x03(\x0b\x32(.servemesh.v1.InferenceInput.InputsEntry\x1aK\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.servemesh.v1.InferenceValue:\x02\x38\x01\"\x9c\x01\n\x0fInferenceOutput\x12;\n\x07outputs\x18\x01 \x03(\x0b\x32*.servemesh.v1.InferenceOutput.OutputsEntry\x1aL\n\x0cOutputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12+\n\x05value\x18\x02 \x01(\x0b\x32\x1c.servemesh.v1.InferenceValue:\x02\x38\x01*\xc8\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x41TA_TYPE_BOOL\x10\x01\x12\x12\n\x0e\x44\x41TA_TYPE_INT8\x10\x02\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x03\x12\x13\n\x0f\x44\x41TA_TYPE_INT32\x10\x04\x12\x13\n\x0f\x44\x41TA_TYPE_INT64\x10\x05\x12\x12\n\x0e\x44\x41TA_TYPE_FP16\x10\x06\x12\x12\n\x0e\x44\x41TA_TYPE_FP32\x10\x07\x12\x12\n\x0e\x44\x41TA_TYPE_FP64\x10\x08\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,18 +35,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFERENCEINPUT_INPUTSENTRY']._serialized_options = b'8\001'
   _globals['_INFERENCEOUTPUT_OUTPUTSENTRY']._loaded_options = None
   _globals['_INFERENCEOUTPUT_OUTPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_DATATYPE']._serialized_start=540
-  _globals['_DATATYPE']._serialized_end=740
+  _globals['_DATATYPE']._serialized_start=783
+  _globals['_DATATYPE']._serialized_end=983
   _globals['_TENSOR']._serialized_start=46
   _globals['_TENSOR']._serialized_end=126
-  _globals['_INFERENCEVALUE']._serialized_start=128
-  _globals['_INFERENCEVALUE']._serialized_end=224
-  _globals['_INFERENCEINPUT']._serialized_start=227
-  _globals['_INFERENCEINPUT']._serialized_end=378
-  _globals['_INFERENCEINPUT_INPUTSENTRY']._serialized_start=303
-  _globals['_INFERENCEINPUT_INPUTSENTRY']._serialized_end=378
-  _globals['_INFERENCEOUTPUT']._serialized_start=381
-  _globals['_INFERENCEOUTPUT']._serialized_end=537
-  _globals['_INFERENCEOUTPUT_OUTPUTSENTRY']._serialized_start=461
-  _globals['_INFERENCEOUTPUT_OUTPUTSENTRY']._serialized_end=537
+  _globals['_INFERENCEVALUE']._serialized_start=129
+  _globals['_INFERENCEVALUE']._serialized_end=321
+  _globals['_CLASSSCORE']._serialized_start=323
+  _globals['_CLASSSCORE']._serialized_end=380
+  _globals['_CLASSIFICATION']._serialized_start=382
+  _globals['_CLASSIFICATION']._serialized_end=441
+  _globals['_VECTOR']._serialized_start=443
+  _globals['_VECTOR']._serialized_end=467
+  _globals['_INFERENCEINPUT']._serialized_start=470
+  _globals['_INFERENCEINPUT']._serialized_end=621
+  _globals['_INFERENCEINPUT_INPUTSENTRY']._serialized_start=546
+  _globals['_INFERENCEINPUT_INPUTSENTRY']._serialized_end=621
+  _globals['_INFERENCEOUTPUT']._serialized_start=624
+  _globals['_INFERENCEOUTPUT']._serialized_end=780
+  _globals['_INFERENCEOUTPUT_OUTPUTSENTRY']._serialized_start=704
+  _globals['_INFERENCEOUTPUT_OUTPUTSENTRY']._serialized_end=780
 # @@protoc_insertion_point(module_scope)

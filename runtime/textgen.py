@@ -1,12 +1,13 @@
-"""Checks a text-generation request and turns it into the engine's types, before any work."""
+"""Checks a text-generation request against a model's limits, before any work starts.
+
+Shared by every server that generates text, so the same request gets the same answer.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from predictors.llama.engine import Sampling
-from predictors.llama.settings import LlamaSettings
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2
 
@@ -16,6 +17,27 @@ ROLE_NAMES = {
     generation_pb2.CHAT_ROLE_ASSISTANT: "assistant",
 }
 MAX_STOP_SEQUENCE_CHARS = 128
+
+
+@dataclass(frozen=True)
+class GenerationLimits:
+    """What a text model accepts."""
+
+    context_length: int
+    max_tokens: int
+    default_max_tokens: int
+    max_stop_sequences: int = 8
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How the next token is picked; temperature 0 is greedy."""
+
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    repeat_penalty: float = 1.0
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -51,7 +73,7 @@ def _messages(chat: generation_pb2.ChatConversation) -> list[dict[str, str]]:
 
 
 def parse_generation(
-    generation: generation_pb2.TextGenerationInput, settings: LlamaSettings
+    generation: generation_pb2.TextGenerationInput, limits: GenerationLimits
 ) -> GenerationSpec:
     """The checked form of `generation`; InvalidArgument names the first bad field."""
     source = generation.WhichOneof("source")
@@ -65,10 +87,10 @@ def parse_generation(
 
     p = generation.parameters
     field = "text_generation.parameters."
-    if p.HasField("max_tokens") and not 1 <= p.max_tokens <= settings.max_tokens_limit:
+    if p.HasField("max_tokens") and not 1 <= p.max_tokens <= limits.max_tokens:
         raise _invalid(
             field + "max_tokens",
-            f"is {p.max_tokens}; it must be between 1 and {settings.max_tokens_limit}",
+            f"is {p.max_tokens}; it must be between 1 and {limits.max_tokens}",
         )
     if p.HasField("temperature") and not (math.isfinite(p.temperature) and p.temperature >= 0):
         raise _invalid(field + "temperature", f"is {p.temperature}; it must be 0 or more")
@@ -78,9 +100,9 @@ def parse_generation(
         math.isfinite(p.repeat_penalty) and p.repeat_penalty > 0
     ):
         raise _invalid(field + "repeat_penalty", f"is {p.repeat_penalty}; it must be above 0")
-    if len(p.stop) > settings.max_stop_sequences:
+    if len(p.stop) > limits.max_stop_sequences:
         raise _invalid(
-            field + "stop", f"has {len(p.stop)} sequences; at most {settings.max_stop_sequences}"
+            field + "stop", f"has {len(p.stop)} sequences; at most {limits.max_stop_sequences}"
         )
     for stop in p.stop:
         if not 0 < len(stop) <= MAX_STOP_SEQUENCE_CHARS:
@@ -101,23 +123,30 @@ def parse_generation(
     return GenerationSpec(prompt, messages, max_tokens, sampling, tuple(p.stop))
 
 
-def fit_max_tokens(prompt_tokens: int, spec: GenerationSpec, settings: LlamaSettings) -> int:
+def fit_max_tokens(prompt_tokens: int, spec: GenerationSpec, limits: GenerationLimits) -> int:
     """max_tokens for this prompt: as asked, or the default cut to what the context leaves."""
-    room = settings.n_ctx - prompt_tokens
+    room = limits.context_length - prompt_tokens
     if room < 1:
         raise InvalidArgument(
-            f"the prompt has {prompt_tokens} tokens; the context holds {settings.n_ctx}, so it "
-            "must have fewer to leave room for an answer",
+            f"the prompt has {prompt_tokens} tokens; the context holds {limits.context_length}, "
+            "so it must have fewer to leave room for an answer",
             reason="PROMPT_TOO_LONG",
-            metadata={"prompt_tokens": str(prompt_tokens), "context_length": str(settings.n_ctx)},
+            metadata={
+                "prompt_tokens": str(prompt_tokens),
+                "context_length": str(limits.context_length),
+            },
         )
     if spec.max_tokens is None:
-        return min(settings.default_max_tokens, room)
+        return min(limits.default_max_tokens, room)
     if spec.max_tokens > room:
         raise InvalidArgument(
             f"the prompt has {prompt_tokens} tokens and max_tokens is {spec.max_tokens}; together "
-            f"they must fit the context of {settings.n_ctx} tokens (max_tokens {room} at most)",
+            f"they must fit the context of {limits.context_length} tokens "
+            f"(max_tokens {room} at most)",
             reason="CONTEXT_OVERFLOW",
-            metadata={"prompt_tokens": str(prompt_tokens), "context_length": str(settings.n_ctx)},
+            metadata={
+                "prompt_tokens": str(prompt_tokens),
+                "context_length": str(limits.context_length),
+            },
         )
     return spec.max_tokens
