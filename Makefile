@@ -5,6 +5,10 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# TorchServe, torch and transformers live in an environment of their own.
+TS_VENV ?= .venv-torchserve
+TS_PY := $(TS_VENV)/bin/python
+MODEL_STORE ?= build/model-store
 RUN_DIR ?= run
 # llama.cpp built for this CPU's advertised features crashes at the first decode on some
 # VMs; a portable build avoids it. Pip's wheel cache ignores CMAKE_ARGS, so the wheel is
@@ -21,7 +25,7 @@ TORCHSERVE_PROTOS := $(wildcard protos/torchserve_grpc/*.proto)
 protoc = $(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
 	--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) $(2) && touch $(1)/$(3)/__init__.py
 
-.PHONY: help venv proto proto-check lint test bench up down status clean
+.PHONY: help venv ts-venv models proto proto-check lint test bench up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +46,19 @@ $(VENV)/.installed: requirements/mesh.txt requirements/dev.txt clients/python/py
 
 venv: $(VENV)/.installed ## create the virtual environment with pinned dependencies
 
+$(TS_VENV)/.installed: requirements/torchserve.txt requirements/torchserve-models.txt
+	@test -x $(TS_PY) || python3 -m venv $(TS_VENV)
+	$(TS_VENV)/bin/pip install --quiet pip==25.3
+	@echo ">> installing TorchServe, torch (CPU) and transformers into $(TS_VENV)"
+	$(TS_VENV)/bin/pip install --quiet -r requirements/torchserve.txt
+	$(TS_VENV)/bin/pip install --quiet --no-deps -r requirements/torchserve-models.txt
+	@touch $@
+
+ts-venv: $(TS_VENV)/.installed ## create TorchServe's virtual environment
+
+models: $(TS_VENV)/.installed ## build the TorchServe model archives (skips the unchanged ones)
+	$(TS_PY) predictors/torchserve/build_models.py --store $(MODEL_STORE)
+
 proto: $(VENV)/.installed ## generate Python code from protos/ (committed; `make lint` checks it)
 	@rm -f $(SDK_SRC)/servemesh/v1/*_pb2*.py* torchserve_grpc/*_pb2*.py*
 	$(call protoc,$(SDK_SRC),$(SERVEMESH_PROTOS),servemesh/v1)
@@ -61,13 +78,13 @@ lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code c
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint ## run the whole test suite against real servers on free ports
+test: lint models ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
 
 bench: up ## measure one stream: raw llama-cpp-python vs predictor vs gateway
 	$(PY) benchmarks/single_stream.py
 
-up: proto ## start the llama predictor and the gateway in the background
+up: proto models ## start the llama predictor, TorchServe and the gateway in the background
 	@$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up \
 		|| { echo "make up failed; 'make down' stops what did start"; exit 1; }
 	@echo

@@ -22,7 +22,10 @@ SERVICE_NAME = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionSer
 
 async def serve(settings: GatewaySettings) -> None:
     config = load_config(settings.config_path)
-    backends = {name: make_backend(b) for name, b in config.backends.items()}
+    backends = {
+        name: make_backend(b, [m for m in config.models.values() if m.backend == name])
+        for name, b in config.backends.items()
+    }
     router = Router(
         [Route(m.name, backends[m.backend], m.backend_model) for m in config.models.values()]
     )

@@ -24,11 +24,13 @@ class BackendConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A model the gateway serves: its public name, backend, and name at the backend."""
+    """A model the gateway serves: its public name, backend, name at the backend, and the
+    backend-specific options of its table (such as a TorchServe model's task)."""
 
     name: str
     backend: str
     backend_model: str
+    options: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MeshConfig:
                 f"{where}: models.{name}.backend is {backend!r}; "
                 f"the backends are {sorted(backends)}"
             )
-        models[name] = ModelConfig(name, backend, raw.get("backend_model", name))
+        options = {k: v for k, v in raw.items() if k not in ("backend", "backend_model")}
+        models[name] = ModelConfig(name, backend, raw.get("backend_model", name), options)
     if not models:
         raise ConfigError(f"{where}: no [models.NAME] table; the gateway would serve nothing")
     return MeshConfig(backends, models)

@@ -46,7 +46,7 @@ def test_unknown_backend_kind_is_refused(tmp_path) -> None:
     path = tmp_path / "mesh.toml"
     path.write_text('[backends.b]\nkind = "triton"\ntarget = "x:1"\n[models.m]\nbackend = "b"\n')
     with pytest.raises(ConfigError, match="known kinds"):
-        make_backend(load_config(path).backends["b"])
+        make_backend(load_config(path).backends["b"], [])
 
 
 def test_malformed_toml_names_the_file(tmp_path) -> None:

@@ -20,22 +20,25 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
-HEALTH_TIMEOUT_S = 120.0
+HEALTH_TIMEOUT_S = 300.0  # TorchServe loads three models on two cores in about a minute
 STOP_TIMEOUT_S = 20.0
+EARLY_EXIT_S = 2.0
+TS_PYTHON = ROOT / ".venv-torchserve" / "bin" / "python"
 
 
 @dataclass(frozen=True)
 class Process:
     name: str
     command: list[str]
-    health: str
+    health: str | None
 
 
-def load_processes(path: Path) -> list[Process]:
+def load_processes(path: Path, run_dir: Path) -> list[Process]:
     with open(path, "rb") as f:
         table = tomllib.load(f)
+    names = {"python": sys.executable, "ts_python": str(TS_PYTHON), "run_dir": str(run_dir)}
     return [
-        Process(p["name"], [a.format(python=sys.executable) for a in p["command"]], p["health"])
+        Process(p["name"], [a.format(**names) for a in p["command"]], p.get("health"))
         for p in table["process"]
     ]
 
@@ -103,12 +106,30 @@ def up(processes: list[Process], run: RunDir) -> int:
                 start_new_session=True,
             )
         run.record(proc.name, child.pid)
+        if proc.health is None:
+            time.sleep(EARLY_EXIT_S)
+            if child.poll() is not None:
+                print(
+                    f"{proc.name}: exited with {child.returncode}; its log ends with:\n"
+                    f"{_tail(run.log(proc.name))}",
+                    file=sys.stderr,
+                )
+                return 1
+            print(f"{proc.name}: started (pid {child.pid})")
+            continue
         print(
             f"{proc.name}: started (pid {child.pid}), waiting for health on {proc.health}",
             flush=True,
         )
-        deadline = time.monotonic() + HEALTH_TIMEOUT_S
+        started = time.monotonic()
+        deadline, next_report = started + HEALTH_TIMEOUT_S, started + 10
         while (status := health_status(proc.health)) != "SERVING":
+            if time.monotonic() > next_report:
+                print(
+                    f"{proc.name}: {status} after {time.monotonic() - started:.0f} s, waiting",
+                    flush=True,
+                )
+                next_report += 10
             if child.poll() is not None:
                 print(
                     f"{proc.name}: exited with {child.returncode}; its log ends with:\n"
@@ -150,11 +171,12 @@ def status(processes: list[Process], run: RunDir) -> int:
     all_serving = True
     for proc in processes:
         pid = run.running_pid(proc.name)
-        health = health_status(proc.health) if pid else "-"
-        all_serving &= health == "SERVING"
+        health = health_status(proc.health) if pid and proc.health else "-"
+        all_serving &= pid is not None and health in ("SERVING", "-")
         state = f"running (pid {pid})" if pid else "stopped"
         print(
-            f"{proc.name:10} {state:22} health {health:12} {proc.health}  log {run.log(proc.name)}"
+            f"{proc.name:10} {state:22} health {health:12} {proc.health or '-':16} "
+            f"log {run.log(proc.name)}"
         )
     return 0 if all_serving else 3
 
@@ -167,8 +189,8 @@ def main() -> int:
     )
     parser.add_argument("action", choices=["up", "down", "status"])
     args = parser.parse_args()
-    processes = load_processes(args.processes)
     run = RunDir(args.run_dir.resolve())
+    processes = load_processes(args.processes, run.path)
     return {"up": up, "down": down, "status": status}[args.action](processes, run)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
-from gateway.config import BackendConfig
+from gateway.config import BackendConfig, ModelConfig
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 
@@ -18,9 +18,10 @@ class Backend(ABC):
     servemesh error. `timeout` is the caller's remaining deadline in seconds, or None.
     """
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: BackendConfig, models: list[ModelConfig]) -> None:
         self.config = config
         self.name = config.name
+        self.models = {m.backend_model: m for m in models}
 
     @abstractmethod
     async def predict(

@@ -9,7 +9,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway.backends.base import Backend
-from gateway.config import BackendConfig
+from gateway.config import BackendConfig, ModelConfig
 from servemesh.channel import MAX_MESSAGE_BYTES
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
@@ -22,8 +22,8 @@ _RECONNECT_MIN_S, _RECONNECT_MAX_S = 0.2, 5.0
 class ServemeshBackend(Backend):
     """Forwards servemesh.v1 calls to `target` unchanged, with the caller's deadline."""
 
-    def __init__(self, config: BackendConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: BackendConfig, models: list[ModelConfig]) -> None:
+        super().__init__(config, models)
         self._channel = grpc.aio.insecure_channel(
             config.target,
             options=[

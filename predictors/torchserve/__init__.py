@@ -1,0 +1,1 @@
+"""The TorchServe side of the mesh: handlers, model archives, configuration and launcher."""
