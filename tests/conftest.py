@@ -8,27 +8,41 @@ from dataclasses import dataclass
 import pytest
 
 from servemesh import Client
-from tests.servers import Metrics, ServerProcess, gateway, llama_predictor
+from tests.servers import (
+    Metrics,
+    ServerProcess,
+    TorchServe,
+    gateway,
+    llama_predictor,
+    mesh_config,
+    torchserve,
+)
 
 
 @dataclass(frozen=True)
 class Mesh:
     predictor: ServerProcess
     metrics: Metrics
+    torchserve: TorchServe
     gateway: ServerProcess
 
 
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    """The whole mesh, as `make up` runs it, on free ports."""
     logs = tmp_path_factory.mktemp("mesh")
     predictor, metrics_port = llama_predictor(logs)
-    predictor.start()
-    front = gateway(logs, {"llama": predictor.address})
+    ts = torchserve(logs)
+    front = gateway(logs, mesh_config(predictor.address, ts))
     try:
-        front.start()
-        yield Mesh(predictor, Metrics(metrics_port), front)
+        ts.process.start()
+        predictor.start()
+        # The gateway is SERVING once every backend is, TorchServe's models included.
+        front.start(timeout=240)
+        yield Mesh(predictor, Metrics(metrics_port), ts, front)
     finally:
         front.stop()
+        ts.process.stop()
         predictor.stop()
 
 

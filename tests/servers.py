@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -47,7 +50,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
 class ServerProcess:
     """A server command on a free port; start() returns once its health says SERVING."""
 
-    def __init__(self, name: str, command: list[str], address: str, log_dir: Path) -> None:
+    def __init__(self, name: str, command: list[str], address: str | None, log_dir: Path) -> None:
         self.name, self.command, self.address = name, command, address
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -55,7 +58,8 @@ class ServerProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def start(self, timeout: float = 60) -> ServerProcess:
+    def start(self, timeout: float = 60, wait: bool = True) -> ServerProcess:
+        """Starts the command and waits for health SERVING (when it has an address)."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -63,7 +67,10 @@ class ServerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                start_new_session=True,  # stop() ends the whole group: TorchServe's Java too
             )
+        if self.address is None or not wait:
+            return self
         deadline = time.monotonic() + timeout
         while health_status(self.address) != "SERVING":
             if self.process.poll() is not None:
@@ -81,14 +88,20 @@ class ServerProcess:
         self.process.send_signal(sig)
 
     def stop(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None if self.process is None else self.process.returncode
-        self.process.terminate()
-        try:
-            return self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        """Stops the process and everything it started (TorchServe's Java and workers)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # children that outlived the leader
+        return self.process.returncode
 
 
 def llama_predictor(log_dir: Path, name: str = "llama", *extra: str) -> tuple[ServerProcess, int]:
@@ -109,14 +122,94 @@ def llama_predictor(log_dir: Path, name: str = "llama", *extra: str) -> tuple[Se
     return ServerProcess(name, command, f"127.0.0.1:{port}", log_dir), metrics_port
 
 
-def gateway(log_dir: Path, backends: dict[str, str], name: str = "gateway") -> ServerProcess:
-    """A gateway process (not started) routing MODEL to the first of `backends`."""
-    config = log_dir / f"{name}.toml"
+TS_PYTHON = ROOT / ".venv-torchserve" / "bin" / "python"
+TORCHSERVE_MODELS = ("efficientnet-lite0", "all-minilm-l6-v2", "smollm2-135m-torch")
+
+
+@dataclass(frozen=True)
+class TorchServe:
+    """A TorchServe process and where to reach it."""
+
+    process: ServerProcess
+    grpc: str
+    management: str
+    key_file: Path
+
+    def keys(self) -> dict[str, str]:
+        return {k: v["key"] for k, v in json.loads(self.key_file.read_text()).items()}
+
+
+def torchserve(log_dir: Path) -> TorchServe:
+    """TorchServe (not started) on free ports, with its run folder under `log_dir`."""
+    run_dir = log_dir / "torchserve"
+    grpc_port, management_port = free_port(), free_port()
+    command = [
+        str(TS_PYTHON),
+        "predictors/torchserve/launch.py",
+        "--run-dir",
+        str(run_dir),
+        "--http-port",
+        str(free_port()),
+        "--management-port",
+        str(free_port()),
+        "--metrics-port",
+        str(free_port()),
+        "--grpc-port",
+        str(grpc_port),
+        "--grpc-management-port",
+        str(management_port),
+        "--worker-port",
+        str(20000 + grpc_port % 20000),
+    ]
+    process = ServerProcess("torchserve", command, None, log_dir)
+    return TorchServe(
+        process, f"127.0.0.1:{grpc_port}", f"127.0.0.1:{management_port}", run_dir / "key_file.json"
+    )
+
+
+def mesh_config(
+    llama: str | None = None,
+    ts: TorchServe | None = None,
+    key_file: str | None = None,
+    extra_models: str = "",
+) -> str:
+    """A mesh configuration (TOML) with the given backends and their models."""
     lines = []
-    for backend, target in backends.items():
-        lines += [f"[backends.{backend}]", 'kind = "servemesh"', f'target = "{target}"', ""]
-    lines += [f"[models.{MODEL}]", f'backend = "{next(iter(backends))}"']
-    config.write_text("\n".join(lines) + "\n")
+    if llama:
+        lines += [
+            "[backends.llama]",
+            'kind = "servemesh"',
+            f'target = "{llama}"',
+            f"[models.{MODEL}]",
+            'backend = "llama"',
+        ]
+    if ts:
+        key = str(ts.key_file) if key_file is None else key_file
+        lines += [
+            "[backends.torchserve]",
+            'kind = "torchserve"',
+            f'target = "{ts.grpc}"',
+            f'management_target = "{ts.management}"',
+            f'key_file = "{key}"',
+            "[models.efficientnet-lite0]",
+            'backend = "torchserve"',
+            'task = "image_classification"',
+            "[models.all-minilm-l6-v2]",
+            'backend = "torchserve"',
+            'task = "embedding"',
+            "[models.smollm2-135m-torch]",
+            'backend = "torchserve"',
+            'task = "text_generation"',
+            "streaming = true",
+            "max_tokens = 512",
+        ]
+    return "\n".join(lines) + "\n" + extra_models
+
+
+def gateway(log_dir: Path, config: str, name: str = "gateway") -> ServerProcess:
+    """A gateway process (not started) with the given mesh configuration."""
+    config_path = log_dir / f"{name}.toml"
+    config_path.write_text(config)
     port = free_port()
     command = [
         sys.executable,
@@ -125,7 +218,7 @@ def gateway(log_dir: Path, backends: dict[str, str], name: str = "gateway") -> S
         "--address",
         f"127.0.0.1:{port}",
         "--config",
-        str(config),
+        str(config_path),
         "--grace-s",
         "2",
     ]

@@ -21,7 +21,8 @@ def test_models_lists_the_model_and_its_capabilities(mesh) -> None:
     result = servemesh(mesh, "models")
     assert result.returncode == 0, result.stderr
     assert MODEL in result.stdout and "llama_cpp" in result.stdout
-    (model,) = json.loads(servemesh(mesh, "models", "--json").stdout)
+    models = json.loads(servemesh(mesh, "models", "--json").stdout)
+    (model,) = [m for m in models if m["name"] == MODEL]
     assert model["streaming"] is True and model["input_kinds"] == ["prompt", "chat"]
 
 

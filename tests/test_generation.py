@@ -122,7 +122,7 @@ def test_request_id_is_kept_end_to_end(client: Client) -> None:
 def test_list_and_get_model(mesh, target: str) -> None:
     address = getattr(mesh, target).address
     with Client(address) as c:
-        (model,) = c.list_models()
+        (model,) = [m for m in c.list_models() if m.name == MODEL]
         assert model == c.get_model(MODEL)
     assert model.name == MODEL
     assert model.backend_kind == "llama_cpp"

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from servemesh import Client, Unavailable
-from tests.servers import BIN, MODEL, gateway, health_status, llama_predictor, wait_for
+from tests.servers import BIN, MODEL, gateway, health_status, llama_predictor, mesh_config, wait_for
 
 
 def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -18,7 +18,15 @@ def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize(
-    "service", ["", "servemesh.v1.PredictionService", "backend/llama", f"model/{MODEL}"]
+    "service",
+    [
+        "",
+        "servemesh.v1.PredictionService",
+        "backend/llama",
+        "backend/torchserve",
+        f"model/{MODEL}",
+        "model/efficientnet-lite0",
+    ],
 )
 def test_gateway_health_is_serving(mesh, service: str) -> None:
     assert health_status(mesh.gateway.address, service) == "SERVING"
@@ -79,7 +87,9 @@ def test_grpcurl_error_shows_code_and_error_info(mesh) -> None:
 def test_gateway_health_follows_its_backend(tmp_path) -> None:
     predictor, _ = llama_predictor(tmp_path, "followed")
     predictor.start()
-    front = gateway(tmp_path, {"followed": predictor.address}, name="following-gateway")
+    config = mesh_config(predictor.address).replace("backends.llama", "backends.followed")
+    config = config.replace('backend = "llama"', 'backend = "followed"')
+    front = gateway(tmp_path, config, name="following-gateway")
     front.start()
     try:
         names = ["", "backend/followed", f"model/{MODEL}"]
