@@ -81,8 +81,9 @@ lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code c
 test: lint models ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
 
-bench: up ## measure one stream: raw llama-cpp-python vs predictor vs gateway
+bench: up ## measure the mesh against its baselines (see benchmarks/)
 	$(PY) benchmarks/single_stream.py
+	$(PY) benchmarks/classifier_throughput.py
 
 up: proto models ## start the llama predictor, TorchServe and the gateway in the background
 	@$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up \

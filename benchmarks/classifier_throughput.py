@@ -1,0 +1,112 @@
+"""The image classifier through the gateway against TorchServe's gRPC API called directly.
+
+Same photo, same TorchServe, at each concurrency level: requests/s and latency percentiles,
+and the gateway's ratio to direct TorchServe. Needs the mesh from `make up`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import grpc
+from PIL import Image
+from skimage import data
+
+from servemesh import AsyncClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from torchserve_grpc import inference_pb2, inference_pb2_grpc  # noqa: E402
+
+MODEL = "efficientnet-lite0"
+Call = Callable[[], Awaitable[object]]
+
+
+async def run(call: Call, requests: int, concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    queue = iter(range(requests))
+
+    async def worker() -> None:
+        for _ in queue:
+            started = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests_per_s": requests / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000,
+        "mean_ms": statistics.fmean(latencies) * 1000,
+    }
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--gateway", default="localhost:50051")
+    p.add_argument("--torchserve", default="localhost:7070")
+    p.add_argument("--key-file", type=Path, default=ROOT / "run" / "torchserve" / "key_file.json")
+    p.add_argument("--requests", type=int, default=64)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians reported")
+    p.add_argument("--out", type=Path, default=ROOT / "run" / "bench" / "classifier.json")
+    a = p.parse_args()
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buffer, "JPEG")
+    image = buffer.getvalue()
+    key = json.loads(a.key_file.read_text())["inference"]["key"]
+    channel = grpc.aio.insecure_channel(a.torchserve)
+    stub = inference_pb2_grpc.InferenceAPIsServiceStub(channel)
+    request = inference_pb2.PredictionsRequest(model_name=MODEL, input={"image": image})
+
+    async with AsyncClient(a.gateway) as client:
+        systems: dict[str, Call] = {
+            "TorchServe gRPC, direct": lambda: stub.Predictions(
+                request, metadata=[("authorization", f"Bearer {key}")], timeout=60
+            ),
+            "servemesh gateway": lambda: client.predict(MODEL, inputs={"image": image}),
+        }
+        for call in systems.values():  # warm-up
+            await run(call, 8, 4)
+        results: dict[str, dict[str, dict[str, float]]] = {}
+        for concurrency in a.concurrency:
+            for name, call in systems.items():
+                print(
+                    f"{name}, concurrency {concurrency}: {a.requests} requests...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                results.setdefault(str(concurrency), {})[name] = await run(
+                    call, a.requests, concurrency
+                )
+    await channel.close()
+
+    print(f"\n{MODEL}, one JPEG photo, {a.requests} requests a run, median of {a.rounds} runs")
+    header = f"{'concurrency':>11} {'system':26} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8}"
+    print(f"{header} {'vs direct':>10}")
+    for concurrency, by_system in results.items():
+        direct = by_system["TorchServe gRPC, direct"]["requests_per_s"]
+        for name, r in by_system.items():
+            print(
+                f"{concurrency:>11} {name:26} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} "
+                f"{r['p90_ms']:8.1f} {r['requests_per_s'] / direct:10.2f}"
+            )
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps({"requests": a.requests, "results": results}, indent=2))
+    print(f"\nwrote {a.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
