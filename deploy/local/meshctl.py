@@ -90,6 +90,18 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+def _exited(proc: Process, child: subprocess.Popen[bytes], run: RunDir) -> bool:
+    """Whether `child` has exited; if so, says so with the end of its log."""
+    if child.poll() is None:
+        return False
+    print(
+        f"{proc.name}: exited with {child.returncode}; its log ends with:\n"
+        f"{_tail(run.log(proc.name))}",
+        file=sys.stderr,
+    )
+    return True
+
+
 def up(processes: list[Process], run: RunDir) -> int:
     run.path.mkdir(parents=True, exist_ok=True)
     for proc in processes:
@@ -108,12 +120,7 @@ def up(processes: list[Process], run: RunDir) -> int:
         run.record(proc.name, child.pid)
         if proc.health is None:
             time.sleep(EARLY_EXIT_S)
-            if child.poll() is not None:
-                print(
-                    f"{proc.name}: exited with {child.returncode}; its log ends with:\n"
-                    f"{_tail(run.log(proc.name))}",
-                    file=sys.stderr,
-                )
+            if _exited(proc, child, run):
                 return 1
             print(f"{proc.name}: started (pid {child.pid})")
             continue
@@ -130,12 +137,7 @@ def up(processes: list[Process], run: RunDir) -> int:
                     flush=True,
                 )
                 next_report += 10
-            if child.poll() is not None:
-                print(
-                    f"{proc.name}: exited with {child.returncode}; its log ends with:\n"
-                    f"{_tail(run.log(proc.name))}",
-                    file=sys.stderr,
-                )
+            if _exited(proc, child, run):
                 return 1
             if time.monotonic() > deadline:
                 print(
