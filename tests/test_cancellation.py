@@ -63,7 +63,9 @@ def test_deadline_gives_deadline_exceeded_and_stops_the_backend(mesh, streaming:
 
 
 async def test_full_queue_gives_resource_exhausted_and_frees_its_place(tmp_path) -> None:
-    predictor, metrics_port = llama_predictor(tmp_path, "small-queue", "--max-queued-requests", "1")
+    predictor, metrics_port = llama_predictor(
+        tmp_path, "small-queue", "--max-sequences", "1", "--max-queued-requests", "1"
+    )
     predictor.start()
     metrics = Metrics(metrics_port)
     try:

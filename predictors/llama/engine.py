@@ -1,32 +1,37 @@
-"""Runs llama.cpp generations on one worker thread and streams their tokens to asyncio.
+"""Continuous batching for llama.cpp: every step decodes one token of each running sequence,
+plus a chunk of a waiting prompt, in one llama.cpp batch.
 
-llama-cpp-python's Llama object is not thread-safe, so one thread owns it and runs one
-generation at a time, in arrival order; the event loop never waits on llama.cpp.
+A new request joins between steps; its prompt is prefilled in chunks so running streams keep
+flowing (chunked prefill). A finished, cancelled or timed-out request leaves at once and its
+KV cache cells are freed. One worker thread owns llama.cpp; the event loop never waits on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
+import collections
+import contextlib
 import enum
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import llama_cpp
+from llama_cpp import _internals
 
 from predictors.llama import metrics
 from predictors.llama.chat import ChatTemplate
+from predictors.llama.model import LoadedModel
+from predictors.llama.sampling import SamplerChain
+from predictors.llama.sequence import Delta, Sequence
 from predictors.llama.settings import LlamaSettings
-from runtime.stop_sequences import StopMatcher
 from runtime.textgen import Sampling
 from servemesh.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
+IDLE_WAIT_S = 0.5
 
 
 class FinishReason(enum.Enum):
@@ -43,14 +48,6 @@ class Generation:
     max_tokens: int
     sampling: Sampling
     stop: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Delta:
-    """New text, and how many generated tokens it accounts for."""
-
-    text: str
-    token_count: int
 
 
 @dataclass(frozen=True)
@@ -84,56 +81,54 @@ class LlamaEngine:
 
     def __init__(self, settings: LlamaSettings) -> None:
         self.settings = settings
-        self._llm: llama_cpp.Llama | None = None
-        self._eog: frozenset[int] = frozenset()
-        self.chat: ChatTemplate | None = None
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
-        self._waiting = 0
-        self._thread = threading.Thread(target=self._work, name="llama-worker", daemon=True)
+        self._model: LoadedModel | None = None
+        self._inbox: queue.Queue[_Job | None] = queue.Queue()
+        self._waiting = 0  # submitted, not yet running; only touched on the event loop
+        self._thread = threading.Thread(target=self._work, name="llama-batcher", daemon=True)
+        self._stopping = False
 
     @property
     def ready(self) -> bool:
-        return self._llm is not None
+        return self._model is not None
+
+    @property
+    def chat(self) -> ChatTemplate | None:
+        return self._model.chat if self._model else None
 
     def load(self) -> None:
-        """Loads the model (blocking: call it from a thread) and starts the worker."""
+        """Loads the model (blocking: call it from a thread) and starts the batching loop."""
         s = self.settings
         started = time.perf_counter()
-        llm = llama_cpp.Llama(
-            s.model_path, n_ctx=s.n_ctx, n_threads=s.n_threads, n_batch=s.n_batch, verbose=False
+        self._model = LoadedModel(
+            s.model_path,
+            n_ctx=s.n_ctx,
+            max_sequences=s.max_sequences,
+            n_batch=s.prefill_chunk + s.max_sequences,
+            n_threads=s.n_threads,
         )
-        vocab = llm._model.vocab
-        self._eog = frozenset(
-            t for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)
-        )
-        text = llm._model.token_get_text
-        self.chat = ChatTemplate(llm.metadata, text(llm.token_bos()), text(llm.token_eos()))
-        self._llm = llm
         self._thread.start()
         log.info("loaded %s in %.1f s", s.model_path, time.perf_counter() - started)
 
     def tokenize(self, text: str) -> list[int]:
-        """The prompt's tokens, special tokens parsed. Reads only the vocabulary, so it is
-        safe beside a running generation."""
-        assert self._llm is not None, "load() first"
-        return self._llm.tokenize(text.encode(), add_bos=True, special=True)
+        assert self._model is not None, "load() first"
+        return self._model.tokenize(text)
 
     async def generate(self, generation: Generation) -> AsyncIterator[Event]:
         """Streams Delta events and one Finished; closing the iterator stops the generation
-        before its next token."""
-        if self._llm is None:
+        before its next step."""
+        if self._model is None:
             raise Unavailable("the model is still loading; retry in a few seconds")
-        if self._waiting >= self.settings.max_queued_requests:
+        limit = self.settings.max_queued_requests
+        if self._waiting >= limit:
             raise ResourceExhausted(
                 f"{self._waiting} requests are already waiting for the model, the most this "
-                f"predictor queues (max_queued_requests={self.settings.max_queued_requests}); "
-                "retry later",
+                f"predictor queues (max_queued_requests={limit}); retry later",
                 reason="QUEUE_FULL",
             )
         job = _Job(generation, asyncio.get_running_loop())
         self._waiting += 1
         metrics.QUEUED_REQUESTS.inc()
-        self._jobs.put(job)
+        self._inbox.put(job)
         try:
             while True:
                 event = await job.events.get()
@@ -146,80 +141,126 @@ class LlamaEngine:
             job.cancelled.set()
 
     def close(self) -> None:
-        """Stops the worker after the generation it runs now."""
-        self._jobs.put(None)
+        """Stops the loop after its current step."""
+        self._stopping = True
+        self._inbox.put(None)
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            job.loop.call_soon_threadsafe(self._dequeued)
-            metrics.QUEUED_REQUESTS.dec()
-            if job.cancelled.is_set():
-                metrics.FINISHED.labels("cancelled").inc()
-                continue
-            metrics.ACTIVE_SEQUENCES.inc()
-            try:
-                self._run(job)
-            except Exception as error:  # reported to the caller as INTERNAL
-                log.exception("generation failed")
-                metrics.FINISHED.labels("error").inc()
-                job.emit(error)
-            finally:
-                metrics.ACTIVE_SEQUENCES.dec()
-
-    def _dequeued(self) -> None:
+    def _admitted(self) -> None:
         self._waiting -= 1
 
-    def _run(self, job: _Job) -> None:
-        llm, gen, s = self._llm, job.generation, job.generation.sampling
-        assert llm is not None
-        llm.set_seed(s.seed if s.seed is not None else random.getrandbits(32))
-        # Re-using a cached prompt prefix evaluates the rest in a smaller batch, and llama.cpp's
-        # results depend on the batch shape: greedy output would then depend on the previous
-        # request. A full prefill keeps each request's output its own.
-        llm.reset()
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopMatcher(gen.stop)
-        started = time.perf_counter()
-        metrics.PROMPT_TOKENS.inc(len(gen.prompt_tokens))
-        completion, unsent, reason = 0, 0, FinishReason.LENGTH
-        tokens = llm.generate(
-            gen.prompt_tokens,
-            temp=s.temperature,
-            top_p=s.top_p,
-            top_k=s.top_k,
-            min_p=0.0,
-            repeat_penalty=s.repeat_penalty,
-            reset=True,
+    # Everything below runs on the worker thread.
+
+    def _work(self) -> None:
+        assert self._model is not None
+        model, s = self._model, self.settings
+        batch = _internals.LlamaBatch(
+            n_tokens=s.prefill_chunk + s.max_sequences, embd=0, n_seq_max=1, verbose=False
         )
-        for token in tokens:
-            if job.cancelled.is_set():
+        waiting: collections.deque[_Job] = collections.deque()
+        running: dict[int, Sequence] = {}
+        free_ids = list(range(s.max_sequences - 1, -1, -1))
+        while not self._stopping:
+            self._collect(waiting, block=not running and not waiting)
+            for seq in [q for q in running.values() if q.job.cancelled.is_set()]:
+                self._release(seq, running, free_ids, "cancelled")
+            while waiting and waiting[0].cancelled.is_set():
+                self._dequeue(waiting.popleft())
                 metrics.FINISHED.labels("cancelled").inc()
-                return
-            if completion == 0:
-                metrics.TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - started)
-            if token in self._eog:
-                reason = FinishReason.EOS_TOKEN
+            # Admit in arrival order while a sequence slot (with its own KV cells) is free.
+            while waiting and free_ids:
+                job = waiting.popleft()
+                self._dequeue(job)
+                seq_id = free_ids.pop()
+                gen = job.generation
+                sampler = SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens)
+                running[seq_id] = Sequence(
+                    job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop
+                )
+                metrics.PROMPT_TOKENS.inc(len(gen.prompt_tokens))
+            metrics.ACTIVE_SEQUENCES.set(len(running))
+            metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))
+            if not running:
+                continue
+            try:
+                samples = self._fill(batch, running)
+                model.context.decode(batch)
+            except Exception as error:  # every running request learns it, as INTERNAL
+                log.exception("llama.cpp decode failed")
+                for seq in list(running.values()):
+                    seq.job.emit(error)
+                    self._release(seq, running, free_ids, "error")
+                continue
+            for seq, index in samples:
+                token = seq.sampler.sample(model.ctx, index)
+                delta = seq.accept(token, model.piece(token), token in model.eog)
+                if delta is not None:
+                    seq.job.emit(delta)
+                if seq.finish_reason is not None:
+                    seq.job.emit(
+                        Finished(FinishReason(seq.finish_reason), len(seq.prompt), seq.completion)
+                    )
+                    self._release(seq, running, free_ids, seq.finish_reason)
+        batch.close()
+
+    def _collect(self, waiting: collections.deque[_Job], block: bool) -> None:
+        """Moves newly submitted jobs into `waiting`; waits for one when there is no work."""
+        try:
+            job = self._inbox.get(timeout=IDLE_WAIT_S) if block else self._inbox.get_nowait()
+            while True:
+                if job is not None:
+                    waiting.append(job)
+                job = self._inbox.get_nowait()
+        except queue.Empty:
+            pass
+
+    def _dequeue(self, job: _Job) -> None:
+        metrics.QUEUED_REQUESTS.dec()
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(self._admitted)
+
+    def _fill(
+        self, batch: _internals.LlamaBatch, running: dict[int, Sequence]
+    ) -> list[tuple[Sequence, int]]:
+        """Puts one token of every decoding sequence, then prompt chunks, into the batch.
+        Returns the sequences to sample and the batch index of their logits."""
+        b = batch.batch
+        n = 0
+        samples: list[tuple[Sequence, int]] = []
+
+        def add(seq: Sequence, token: int, logits: bool) -> None:
+            nonlocal n
+            b.token[n], b.pos[n], b.n_seq_id[n] = token, seq.n_past, 1
+            b.seq_id[n][0], b.logits[n] = seq.seq_id, logits
+            if logits:
+                samples.append((seq, n))
+            seq.n_past += 1
+            n += 1
+
+        for seq in running.values():
+            if seq.next_token is not None:
+                add(seq, seq.next_token, True)
+                seq.next_token = None
+        budget = self.settings.prefill_chunk
+        for seq in running.values():
+            if budget <= 0:
                 break
-            completion += 1
-            unsent += 1
-            metrics.GENERATED_TOKENS.inc()
-            text, stopped = stops.feed(decoder.decode(llm.detokenize([token])))
-            if stopped:
-                reason = FinishReason.STOP_SEQUENCE
-                job.emit(Delta(text, unsent))
-                unsent = 0
-                break
-            if text:
-                job.emit(Delta(text, unsent))
-                unsent = 0
-            if completion >= gen.max_tokens:
-                break
-        tokens.close()
-        if reason is not FinishReason.STOP_SEQUENCE:
-            # Bytes still in the decoder are a character cut off by max_tokens: dropped,
-            # so the text stays valid UTF-8 without a replacement character.
-            tail = stops.flush()  # held back for a stop sequence that never came
-            if tail or unsent:
-                job.emit(Delta(tail, unsent))
-        metrics.FINISHED.labels(reason.value).inc()
-        job.emit(Finished(reason, len(gen.prompt_tokens), completion))
+            if seq.prefilling:
+                chunk = seq.prompt[seq.n_past : seq.n_past + budget]
+                budget -= len(chunk)
+                for token in chunk:
+                    add(seq, token, seq.n_past == len(seq.prompt) - 1)  # the prompt's last
+        b.n_tokens = n
+        return samples
+
+    def _release(
+        self, seq: Sequence, running: dict[int, Sequence], free_ids: list[int], outcome: str
+    ) -> int:
+        """Ends a sequence: frees its KV cells, sampler and slot. Returns its KV reservation."""
+        assert self._model is not None
+        self._model.forget(seq.seq_id)
+        seq.sampler.free()
+        del running[seq.seq_id]
+        free_ids.append(seq.seq_id)
+        metrics.FINISHED.labels(outcome).inc()
+        metrics.ACTIVE_SEQUENCES.set(len(running))
+        metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))

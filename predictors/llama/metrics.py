@@ -8,6 +8,9 @@ ACTIVE_SEQUENCES = Gauge(
     "servemesh_llama_active_sequences", "Generations that llama.cpp is decoding now."
 )
 QUEUED_REQUESTS = Gauge("servemesh_llama_queued_requests", "Generations waiting for the model.")
+KV_USED_TOKENS = Gauge(
+    "servemesh_llama_kv_used_tokens", "KV cache cells filled by running sequences."
+)
 GENERATED_TOKENS = Counter(
     "servemesh_llama_generated_tokens", "Tokens generated, over all requests."
 )

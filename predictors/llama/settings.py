@@ -35,7 +35,8 @@ class LlamaSettings:
     model_name: str
     n_ctx: int
     n_threads: int
-    n_batch: int
+    max_sequences: int
+    prefill_chunk: int
     max_tokens_limit: int
     default_max_tokens: int
     max_queued_requests: int
@@ -52,7 +53,24 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
     p.add_argument("--model-name", default=env(e + "MODEL_NAME", DEFAULT_MODEL_NAME))
     p.add_argument("--n-ctx", type=int, default=int(env(e + "N_CTX", "2048")))
     p.add_argument("--n-threads", type=int, default=int(env(e + "N_THREADS", "2")))
-    p.add_argument("--n-batch", type=int, default=int(env(e + "N_BATCH", "512")))
+    p.add_argument(
+        "--max-sequences",
+        type=int,
+        default=int(env(e + "MAX_SEQUENCES", "32")),
+        help="requests decoding at once, in one batch per step",
+    )
+    p.add_argument(
+        "--kv-cache-tokens",
+        type=int,
+        default=int(env(e + "KV_CACHE_TOKENS", "16384")),
+        help="KV cache cells shared by all sequences; a request reserves prompt + max_tokens",
+    )
+    p.add_argument(
+        "--prefill-chunk",
+        type=int,
+        default=int(env(e + "PREFILL_CHUNK", "256")),
+        help="most prompt tokens prefilled per step, so running streams keep flowing",
+    )
     p.add_argument("--max-tokens-limit", type=int, default=int(env(e + "MAX_TOKENS_LIMIT", "1024")))
     p.add_argument(
         "--default-max-tokens", type=int, default=int(env(e + "DEFAULT_MAX_TOKENS", "256"))
@@ -78,7 +96,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         model_name=a.model_name,
         n_ctx=a.n_ctx,
         n_threads=a.n_threads,
-        n_batch=a.n_batch,
+        max_sequences=a.max_sequences,
+        prefill_chunk=a.prefill_chunk,
         max_tokens_limit=a.max_tokens_limit,
         default_max_tokens=a.default_max_tokens,
         max_queued_requests=a.max_queued_requests,
