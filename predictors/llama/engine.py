@@ -181,25 +181,25 @@ class LlamaEngine:
             metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))
             if not running:
                 continue
-            try:
-                samples = self._fill(batch, running)
-                model.context.decode(batch)
-            except Exception as error:  # every running request learns it, as INTERNAL
-                log.exception("llama.cpp decode failed")
-                for seq in list(running.values()):
-                    seq.job.emit(error)
-                    self._release(seq, running, free_ids, "error")
-                continue
-            for seq, index in samples:
-                token = seq.sampler.sample(model.ctx, index)
-                delta = seq.accept(token, model.piece(token), token in model.eog)
-                if delta is not None:
-                    seq.job.emit(delta)
-                if seq.finish_reason is not None:
-                    seq.job.emit(
-                        Finished(FinishReason(seq.finish_reason), len(seq.prompt), seq.completion)
-                    )
-                    self._release(seq, running, free_ids, seq.finish_reason)
+            for group in self._groups(running):
+                try:
+                    samples = self._load(batch, group)
+                    model.context.decode(batch)
+                except Exception as error:  # every running request learns it, as INTERNAL
+                    log.exception("llama.cpp decode failed")
+                    for seq in list(running.values()):
+                        seq.job.emit(error)
+                        self._release(seq, running, free_ids, "error")
+                    break
+                for seq, index in samples:
+                    token = seq.sampler.sample(model.ctx, index)
+                    delta = seq.accept(token, model.piece(token), token in model.eog)
+                    if delta is not None:
+                        seq.job.emit(delta)
+                    if seq.finish_reason is not None:
+                        reason = FinishReason(seq.finish_reason)
+                        seq.job.emit(Finished(reason, len(seq.prompt), seq.completion))
+                        self._release(seq, running, free_ids, seq.finish_reason)
         batch.close()
 
     def _collect(self, waiting: collections.deque[_Job], block: bool) -> None:
@@ -218,44 +218,47 @@ class LlamaEngine:
         with contextlib.suppress(RuntimeError):
             job.loop.call_soon_threadsafe(self._admitted)
 
-    def _fill(
-        self, batch: _internals.LlamaBatch, running: dict[int, Sequence]
-    ) -> list[tuple[Sequence, int]]:
-        """Puts one token of every decoding sequence, then prompt chunks, into the batch.
-        Returns the sequences to sample and the batch index of their logits."""
-        b = batch.batch
-        n = 0
-        samples: list[tuple[Sequence, int]] = []
-
-        def add(seq: Sequence, token: int, logits: bool) -> None:
-            nonlocal n
-            b.token[n], b.pos[n], b.n_seq_id[n] = token, seq.n_past, 1
-            b.seq_id[n][0], b.logits[n] = seq.seq_id, logits
-            if logits:
-                samples.append((seq, n))
-            seq.n_past += 1
-            n += 1
-
-        for seq in running.values():
-            if seq.next_token is not None:
-                add(seq, seq.next_token, True)
-                seq.next_token = None
+    def _groups(self, running: dict[int, Sequence]) -> list[list[tuple[Sequence, int, bool]]]:
+        """This step's batches of (sequence, token, wants logits): one with the next token of
+        every decoding sequence, then prompt chunks, one batch per sequence, up to
+        prefill_chunk tokens in all. Keeping each llama.cpp batch to one kind keeps it one
+        micro-batch: with a KV stream per sequence, llama.cpp splits a mixed batch into
+        many small ones."""
+        decoding = [(q, q.next_token, True) for q in running.values() if q.next_token is not None]
+        groups = [decoding] if decoding else []
         budget = self.settings.prefill_chunk
         for seq in running.values():
             if budget <= 0:
                 break
             if seq.prefilling:
-                chunk = seq.prompt[seq.n_past : seq.n_past + budget]
+                start = seq.n_past
+                chunk = seq.prompt[start : start + budget]
                 budget -= len(chunk)
-                for token in chunk:
-                    add(seq, token, seq.n_past == len(seq.prompt) - 1)  # the prompt's last
-        b.n_tokens = n
+                last = len(seq.prompt) - 1
+                groups.append([(seq, t, start + i == last) for i, t in enumerate(chunk)])
+        return groups
+
+    @staticmethod
+    def _load(
+        batch: _internals.LlamaBatch, group: list[tuple[Sequence, int, bool]]
+    ) -> list[tuple[Sequence, int]]:
+        """Writes a group into the batch; returns the sequences to sample and their index."""
+        b = batch.batch
+        samples = []
+        for n, (seq, token, logits) in enumerate(group):
+            b.token[n], b.pos[n], b.n_seq_id[n] = token, seq.n_past, 1
+            b.seq_id[n][0], b.logits[n] = seq.seq_id, logits
+            if logits:
+                samples.append((seq, n))
+                seq.next_token = None
+            seq.n_past += 1
+        b.n_tokens = len(group)
         return samples
 
     def _release(
         self, seq: Sequence, running: dict[int, Sequence], free_ids: list[int], outcome: str
-    ) -> int:
-        """Ends a sequence: frees its KV cells, sampler and slot. Returns its KV reservation."""
+    ) -> None:
+        """Ends a sequence: frees its KV cells, sampler and slot."""
         assert self._model is not None
         self._model.forget(seq.seq_id)
         seq.sampler.free()
