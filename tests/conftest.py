@@ -38,7 +38,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         ts.process.start()
         predictor.start()
         # The gateway is SERVING once every backend is, TorchServe's models included.
-        front.start(timeout=240)
+        front.start(timeout=240, needs=(ts.process, predictor))
         yield Mesh(predictor, Metrics(metrics_port), ts, front)
     finally:
         front.stop()

@@ -22,10 +22,17 @@ BIN = Path(sys.executable).parent
 MODEL = "smollm2-135m-instruct"
 
 
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (held open together, so none is handed out twice)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def health_status(address: str, service: str = "") -> str:
@@ -58,8 +65,11 @@ class ServerProcess:
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def start(self, timeout: float = 60, wait: bool = True) -> ServerProcess:
-        """Starts the command and waits for health SERVING (when it has an address)."""
+    def start(
+        self, timeout: float = 60, wait: bool = True, needs: tuple[ServerProcess, ...] = ()
+    ) -> ServerProcess:
+        """Starts the command and waits for health SERVING (when it has an address); fails
+        fast when it, or a process in `needs`, exits meanwhile."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command,
@@ -73,10 +83,11 @@ class ServerProcess:
             return self
         deadline = time.monotonic() + timeout
         while health_status(self.address) != "SERVING":
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}"
-                )
+            for proc in (self, *needs):
+                if proc.process is not None and proc.process.poll() is not None:
+                    raise RuntimeError(
+                        f"{proc.name} exited with {proc.process.returncode}:\n{proc.log_tail()}"
+                    )
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"{self.name} not SERVING after {timeout} s:\n{self.log_tail()}")
@@ -106,7 +117,7 @@ class ServerProcess:
 
 def llama_predictor(log_dir: Path, name: str = "llama", *extra: str) -> tuple[ServerProcess, int]:
     """A llama predictor process (not started) and its metrics port."""
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = free_ports(2)
     command = [
         sys.executable,
         "-m",
@@ -142,24 +153,24 @@ class TorchServe:
 def torchserve(log_dir: Path) -> TorchServe:
     """TorchServe (not started) on free ports, with its run folder under `log_dir`."""
     run_dir = log_dir / "torchserve"
-    grpc_port, management_port = free_port(), free_port()
+    grpc_port, management_port, http, http_management, metrics, worker = free_ports(6)
     command = [
         str(TS_PYTHON),
         "predictors/torchserve/launch.py",
         "--run-dir",
         str(run_dir),
         "--http-port",
-        str(free_port()),
+        str(http),
         "--management-port",
-        str(free_port()),
+        str(http_management),
         "--metrics-port",
-        str(free_port()),
+        str(metrics),
         "--grpc-port",
         str(grpc_port),
         "--grpc-management-port",
         str(management_port),
         "--worker-port",
-        str(20000 + grpc_port % 20000),
+        str(worker),
     ]
     process = ServerProcess("torchserve", command, None, log_dir)
     return TorchServe(

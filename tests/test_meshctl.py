@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.servers import ROOT, free_port, health_status
+from tests.servers import ROOT, free_ports, health_status
 
 MESHCTL = ROOT / "deploy" / "local" / "meshctl.py"
 
@@ -33,7 +33,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_twice_status_and_down(tmp_path) -> None:
-    llama, gateway, metrics = free_port(), free_port(), free_port()
+    llama, gateway, metrics = free_ports(3)
     (tmp_path / "mesh.toml").write_text(
         f'[backends.llama]\nkind = "servemesh"\ntarget = "127.0.0.1:{llama}"\n'
         '[models.smollm2-135m-instruct]\nbackend = "llama"\n'
