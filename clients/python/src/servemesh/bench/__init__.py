@@ -1,0 +1,1 @@
+"""`servemesh bench`: a serving benchmark for servemesh targets and OpenAI-compatible servers."""

@@ -1,0 +1,80 @@
+"""What a benchmark talks to: a servemesh gateway or predictor over gRPC, or an
+OpenAI-compatible completions endpoint over HTTP (the baselines)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from servemesh.aio import AsyncClient
+from servemesh.bench.workload import BenchRequest
+
+
+class Target(Protocol):
+    name: str
+
+    def stream(self, request: BenchRequest) -> AsyncIterator[int]:
+        """Yields the number of new tokens each time some arrive."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class ServemeshTarget:
+    """servemesh.v1 PredictStream, greedy, through the SDK."""
+
+    def __init__(self, address: str, model: str, name: str = "") -> None:
+        self.name = name or f"servemesh {address}"
+        self.model = model
+        self._client = AsyncClient(address, timeout=None, max_attempts=1)
+
+    async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
+        async for chunk in self._client.predict_stream(
+            self.model, request.prompt, max_tokens=request.max_tokens, temperature=0
+        ):
+            if chunk.token_count:
+                yield chunk.token_count
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class OpenAITarget:
+    """POST /v1/completions with stream=true; each server-sent chunk carries one token."""
+
+    def __init__(self, base_url: str, model: str, name: str = "") -> None:
+        import httpx  # the bench extra: only the benchmark needs an HTTP client
+
+        self.name = name or f"openai {base_url}"
+        self.model = model
+        self._http = httpx.AsyncClient(base_url=base_url, timeout=None)
+
+    async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
+        body = {
+            "model": self.model,
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "temperature": 0,
+            "stream": True,
+        }
+        async with self._http.stream("POST", "/v1/completions", json=body) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                if choices[0].get("text"):
+                    yield 1
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def make_target(url: str, model: str, name: str = "") -> Target:
+    """grpc://HOST:PORT for servemesh, http(s)://HOST:PORT for an OpenAI-compatible server."""
+    if url.startswith("grpc://"):
+        return ServemeshTarget(url.removeprefix("grpc://"), model, name)
+    if url.startswith(("http://", "https://")):
+        return OpenAITarget(url, model, name)
+    raise ValueError(f"target {url!r}: use grpc://HOST:PORT or http://HOST:PORT")
