@@ -18,14 +18,12 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from servemesh.bench.report import Row, plot_sweep, table, write_json
-from servemesh.bench.runner import run
+from servemesh.bench.runner import RequestResult, run
 from servemesh.bench.stats import summarize
 from servemesh.bench.targets import OpenAITarget, ServemeshTarget, Target
 from servemesh.bench.workload import BenchRequest, Workload
@@ -44,37 +42,29 @@ def model_path() -> str:
     return os.path.join(spec.submodule_search_locations[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-class InProcessTarget:
-    """llama-cpp-python's high-level streaming API in this process, one request at a time."""
+def measure_in_process(requests: list[BenchRequest], threads: int) -> list[RequestResult]:
+    """llama-cpp-python's high-level streaming API, timed in the generating thread itself:
+    no event loop competes with it for the GIL, so this is its best case."""
+    from llama_cpp import Llama
 
-    name = RAW
-
-    def __init__(self, threads: int) -> None:
-        from llama_cpp import Llama
-
-        self._llm = Llama(model_path(), n_ctx=2048, n_threads=threads, verbose=False)
-        self._lock = threading.Lock()
-
-    async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
-        loop = asyncio.get_running_loop()
-        tokens: asyncio.Queue[int | None] = asyncio.Queue()
-
-        def generate() -> None:
-            with self._lock:
-                self._llm.reset()
-                for _ in self._llm.create_completion(
-                    request.prompt, max_tokens=request.max_tokens, temperature=0, stream=True
-                ):
-                    loop.call_soon_threadsafe(tokens.put_nowait, 1)
-            loop.call_soon_threadsafe(tokens.put_nowait, None)
-
-        worker = loop.run_in_executor(None, generate)
-        while (count := await tokens.get()) is not None:
-            yield count
-        await worker
-
-    async def close(self) -> None:
-        self._llm.close()
+    llm = Llama(model_path(), n_ctx=2048, n_threads=threads, verbose=False)
+    results = []
+    for i, request in enumerate(requests, 1):
+        llm.reset()
+        result, started = RequestResult(), time.perf_counter()
+        for _ in llm.create_completion(
+            request.prompt, max_tokens=request.max_tokens, temperature=0, stream=True
+        ):
+            now = time.perf_counter() - started
+            result.ttft = now if result.ttft is None else result.ttft
+            result.token_times.append(now)
+            result.output_tokens += 1
+        result.e2e = time.perf_counter() - started
+        results.append(result)
+        print(f"\r{RAW} {i}/{len(requests)} requests", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    llm.close()
+    return results
 
 
 def free_port() -> int:
@@ -137,7 +127,12 @@ async def measure(args: argparse.Namespace) -> list[Row]:
         finally:
             await target.close()
 
-    await sweep(InProcessTarget(args.threads), [1])
+    requests = Workload(
+        args.min_prompts, (args.input_words,) * 2, (args.output_tokens,) * 2, args.seed
+    ).requests()
+    started = time.perf_counter()
+    results = measure_in_process(requests, args.threads)
+    rows.append((RAW, 1, summarize(results, time.perf_counter() - started)))
     server, url = start_llama_cpp_server(args.threads, args.out.parent / "llama_cpp_server.log")
     try:
         await sweep(OpenAITarget(url, MODEL, SERVER), args.concurrency)

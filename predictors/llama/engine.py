@@ -163,16 +163,22 @@ class LlamaEngine:
             self._collect(waiting, block=not running and not waiting)
             for seq in [q for q in running.values() if q.job.cancelled.is_set()]:
                 self._release(seq, running, free_ids, "cancelled")
-            while waiting and waiting[0].cancelled.is_set():
-                self._dequeue(waiting.popleft())
+            for job in [j for j in waiting if j.cancelled.is_set()]:  # gone while waiting
+                waiting.remove(job)
+                self._dequeue(job)
                 metrics.FINISHED.labels("cancelled").inc()
             # Admit in arrival order while a sequence slot (with its own KV cells) is free.
             while waiting and free_ids:
                 job = waiting.popleft()
                 self._dequeue(job)
-                seq_id = free_ids.pop()
                 gen = job.generation
-                sampler = SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens)
+                try:
+                    sampler = SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens)
+                except Exception as error:  # this request alone fails, as INTERNAL
+                    log.exception("cannot build the sampler")
+                    job.emit(error)
+                    continue
+                seq_id = free_ids.pop()
                 running[seq_id] = Sequence(
                     job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop
                 )

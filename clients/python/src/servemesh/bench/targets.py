@@ -41,7 +41,8 @@ class ServemeshTarget:
 
 
 class OpenAITarget:
-    """POST /v1/completions with stream=true; each server-sent chunk carries one token."""
+    """POST /v1/completions with stream=true; each server-sent chunk carries one token (its
+    text may be empty, for a token that ends inside a character)."""
 
     def __init__(self, base_url: str, model: str, name: str = "") -> None:
         import httpx  # the bench extra: only the benchmark needs an HTTP client
@@ -63,8 +64,7 @@ class OpenAITarget:
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                choices = json.loads(line[6:]).get("choices") or [{}]
-                if choices[0].get("text"):
+                if json.loads(line[6:]).get("choices"):
                     yield 1
 
     async def close(self) -> None:
