@@ -93,7 +93,9 @@ test: lint models ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
 
 bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (see benchmarks/)
-	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py
+	@server=$$(benchmarks/build_llama_server.sh $(LLAMA_CPP_VERSION) $(BENCH_VENV)/bin/python) \
+		|| { echo ">> llama-server did not build; the bench goes on without it"; server=""; }; \
+	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py --llama-server "$$server"
 	$(PY) benchmarks/classifier_throughput.py
 
 up: proto models ## start the llama predictor, TorchServe and the gateway in the background

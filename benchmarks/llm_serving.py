@@ -3,7 +3,9 @@
 Same model (SmolLM2-135M-Instruct Q4_1), threads, prompts and max_tokens, greedy:
 1. llama-cpp-python in-process, one stream: the ceiling for one stream;
 2. llama-cpp-python's OpenAI-compatible server (llama_cpp.server, interrupt_requests off);
-3. the servemesh gateway in front of the llama predictor (from `make up`), and the
+3. llama.cpp's C++ llama-server with as many slots (-np) as streams, where it was built
+   (benchmarks/build_llama_server.sh; optional);
+4. the servemesh gateway in front of the llama predictor (from `make up`), and the
    predictor alone at one stream, to show what the gateway costs.
 Prints the table and the ratios, writes JSON and a PNG of the concurrency sweep. Runs in the
 bench environment (`make bench`).
@@ -32,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "smollm2-135m-instruct"
 RAW = "llama-cpp-python in-process"
 SERVER = "llama_cpp.server"
+LLAMA_SERVER = "llama.cpp llama-server"
 GATEWAY = "servemesh gateway -> predictor"
 PREDICTOR = "servemesh predictor"
 
@@ -73,9 +76,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_llama_cpp_server(threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [
+def start_server(command: list[str], health: str, log: Path) -> subprocess.Popen[bytes]:
+    """Starts an HTTP baseline and waits until `health` answers."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{command[0]} exited; see {log}")
+        try:
+            urllib.request.urlopen(health, timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    sys.exit(f"{command[0]} did not start; see {log}")
+
+
+def llama_cpp_server(threads: int, port: int) -> list[str]:
+    return [
         sys.executable,
         "-m",
         "llama_cpp.server",
@@ -94,20 +113,28 @@ def start_llama_cpp_server(threads: int, log: Path) -> tuple[subprocess.Popen[by
         "--interrupt_requests",
         "False",
     ]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"llama_cpp.server exited; see {log}")
-        try:
-            urllib.request.urlopen(f"{url}/v1/models", timeout=1)
-            return process, url
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    sys.exit(f"llama_cpp.server did not start; see {log}")
+
+
+def llama_server(binary: str, threads: int, slots: int, port: int) -> list[str]:
+    return [
+        binary,
+        "-m",
+        model_path(),
+        "-a",
+        MODEL,
+        "-t",
+        str(threads),
+        "-tb",
+        str(threads),
+        "-c",
+        str(2048 * slots),
+        "-np",
+        str(slots),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
 
 
 async def measure(args: argparse.Namespace) -> list[Row]:
@@ -133,12 +160,31 @@ async def measure(args: argparse.Namespace) -> list[Row]:
     started = time.perf_counter()
     results = measure_in_process(requests, args.threads)
     rows.append((RAW, 1, summarize(results, time.perf_counter() - started)))
-    server, url = start_llama_cpp_server(args.threads, args.out.parent / "llama_cpp_server.log")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(
+        llama_cpp_server(args.threads, port),
+        f"{url}/v1/models",
+        args.out.parent / "llama_cpp_server.log",
+    )
     try:
         await sweep(OpenAITarget(url, MODEL, SERVER), args.concurrency)
     finally:
         server.terminate()
         server.wait(timeout=30)
+    for slots in args.concurrency if args.llama_server else []:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = start_server(
+            llama_server(args.llama_server, args.threads, slots, port),
+            f"{url}/health",
+            args.out.parent / "llama_server.log",
+        )
+        try:
+            await sweep(OpenAITarget(url, MODEL, LLAMA_SERVER), [slots])
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     await sweep(ServemeshTarget(args.predictor, MODEL, PREDICTOR), [1])
     await sweep(ServemeshTarget(args.gateway, MODEL, GATEWAY), args.concurrency)
     return rows
@@ -150,7 +196,7 @@ def ratios(rows: list[Row]) -> list[str]:
     for name, c, s in rows:
         if name != GATEWAY:
             continue
-        for base in (SERVER, RAW):
+        for base in (LLAMA_SERVER, SERVER, RAW):
             if (base, c) in by:
                 b = by[(base, c)]
                 lines.append(
@@ -167,6 +213,7 @@ def main() -> None:
     p.add_argument("--predictor", default="localhost:50061")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--llama-server", default="", help="llama-server binary; empty skips it")
     p.add_argument("--input-words", type=int, default=24)
     p.add_argument("--output-tokens", type=int, default=128)
     p.add_argument("--min-prompts", type=int, default=16)
