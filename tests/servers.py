@@ -20,6 +20,17 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "smollm2-135m-instruct"
+# Short prompts whose greedy continuations differ from one another.
+PROMPTS = [
+    "The capital of Japan is",
+    "Water boils at a temperature of",
+    "The largest planet in the solar system is",
+    "def fibonacci(n):",
+    "My favourite fruit is",
+    "Photosynthesis is the process",
+    "1, 2, 3, 4,",
+    "The first man on the moon was",
+]
 
 
 def free_ports(n: int) -> list[int]:

@@ -5,18 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from servemesh import AsyncClient
-from tests.servers import MODEL, wait_for
+from tests.servers import MODEL, PROMPTS, wait_for
 
-PROMPTS = [
-    "The capital of Japan is",
-    "Water boils at a temperature of",
-    "The largest planet in the solar system is",
-    "def fibonacci(n):",
-    "My favourite fruit is",
-    "Photosynthesis is the process",
-    "1, 2, 3, 4,",
-    "The first man on the moon was",
-]
 ACTIVE = "servemesh_llama_active_sequences"
 KV = "servemesh_llama_kv_used_tokens"
 

@@ -8,33 +8,42 @@ import subprocess
 from tests.servers import BIN, MODEL
 
 
-def test_bench_writes_metrics_for_each_concurrency_level(mesh, tmp_path) -> None:
-    out = tmp_path / "bench.json"
-    result = subprocess.run(
+def bench(mesh, out, *args: str) -> subprocess.CompletedProcess[str]:
+    """`servemesh bench` against the session's gateway, writing JSON to `out`."""
+    return subprocess.run(
         [
             str(BIN / "servemesh"),
             "bench",
             "--url",
             f"grpc://{mesh.gateway.address}",
-            "--model",
-            MODEL,
-            "--num-prompts",
-            "4",
-            "--input-len",
-            "8:12",
-            "--output-len",
-            "8",
-            "--concurrency",
-            "1",
-            "4",
-            "--ttft-slo-ms",
-            "5000",
             "--out",
             str(out),
+            *args,
         ],
         capture_output=True,
         text=True,
         timeout=120,
+    )
+
+
+def test_bench_writes_metrics_for_each_concurrency_level(mesh, tmp_path) -> None:
+    out = tmp_path / "bench.json"
+    result = bench(
+        mesh,
+        out,
+        "--model",
+        MODEL,
+        "--num-prompts",
+        "4",
+        "--input-len",
+        "8:12",
+        "--output-len",
+        "8",
+        "--concurrency",
+        "1",
+        "4",
+        "--ttft-slo-ms",
+        "5000",
     )
     assert result.returncode == 0, result.stderr
     assert "TTFT p50" in result.stdout
@@ -51,25 +60,7 @@ def test_bench_writes_metrics_for_each_concurrency_level(mesh, tmp_path) -> None
 
 def test_bench_counts_errors_by_status_code(mesh, tmp_path) -> None:
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            str(BIN / "servemesh"),
-            "bench",
-            "--url",
-            f"grpc://{mesh.gateway.address}",
-            "--model",
-            "no-such-model",
-            "--num-prompts",
-            "3",
-            "--output-len",
-            "4",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = bench(mesh, out, "--model", "no-such-model", "--num-prompts", "3", "--output-len", "4")
     assert result.returncode == 1
     (row,) = json.loads(out.read_text())["results"]
     assert row["errors"] == {"NOT_FOUND": 3} and row["completed"] == 0

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from servemesh import AsyncClient, Client
-from tests.servers import MODEL
+from tests.servers import MODEL, PROMPTS
 
 PROMPT = "The three primary colors are"
 
@@ -87,14 +87,7 @@ def test_multibyte_characters_are_never_split_across_deltas(client: Client) -> N
 
 
 async def test_concurrent_requests_get_their_own_correct_results(client: Client, mesh) -> None:
-    prompts = [
-        "The capital of Japan is",
-        "Water boils at a temperature of",
-        "The largest planet in the solar system is",
-        "def fibonacci(n):",
-        "My favourite fruit is",
-        "Photosynthesis is the process",
-    ]
+    prompts = PROMPTS[:6]
     expected = [client.predict(MODEL, p, max_tokens=20, temperature=0).text for p in prompts]
     async with AsyncClient(mesh.gateway.address) as aclient:
         unary = [aclient.predict(MODEL, p, max_tokens=20, temperature=0) for p in prompts]
