@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import heapq
 import logging
 import queue
 import threading
@@ -158,7 +159,9 @@ class LlamaEngine:
         )
         waiting: collections.deque[_Job] = collections.deque()
         running: dict[int, Sequence] = {}
-        free_ids = list(range(s.max_sequences - 1, -1, -1))
+        # The lowest free ids first: llama.cpp works on the span of KV streams a batch
+        # touches, so the running sequences are kept on neighbouring streams.
+        free_ids = list(range(s.max_sequences))  # a heap
         while not self._stopping:
             self._collect(waiting, block=not running and not waiting)
             for seq in [q for q in running.values() if q.job.cancelled.is_set()]:
@@ -178,7 +181,7 @@ class LlamaEngine:
                     log.exception("cannot build the sampler")
                     job.emit(error)
                     continue
-                seq_id = free_ids.pop()
+                seq_id = heapq.heappop(free_ids)
                 running[seq_id] = Sequence(
                     job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop
                 )
@@ -269,7 +272,7 @@ class LlamaEngine:
         self._model.forget(seq.seq_id)
         seq.sampler.free()
         del running[seq.seq_id]
-        free_ids.append(seq.seq_id)
+        heapq.heappush(free_ids, seq.seq_id)
         metrics.FINISHED.labels(outcome).inc()
         metrics.ACTIVE_SEQUENCES.set(len(running))
         metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))
