@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import enum
 import heapq
 import logging
 import queue
@@ -26,19 +25,13 @@ from predictors.llama import metrics
 from predictors.llama.chat import ChatTemplate
 from predictors.llama.model import LoadedModel
 from predictors.llama.sampling import SamplerChain
-from predictors.llama.sequence import Delta, Sequence
+from predictors.llama.sequence import Delta, FinishReason, Sequence
 from predictors.llama.settings import LlamaSettings
 from runtime.textgen import Sampling
 from servemesh.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
-
-
-class FinishReason(enum.Enum):
-    EOS_TOKEN = "eos_token"
-    LENGTH = "length"
-    STOP_SEQUENCE = "stop_sequence"
 
 
 @dataclass(frozen=True)
@@ -206,9 +199,9 @@ class LlamaEngine:
                     if delta is not None:
                         seq.job.emit(delta)
                     if seq.finish_reason is not None:
-                        reason = FinishReason(seq.finish_reason)
+                        reason = seq.finish_reason
                         seq.job.emit(Finished(reason, len(seq.prompt), seq.completion))
-                        self._release(seq, running, free_ids, seq.finish_reason)
+                        self._release(seq, running, free_ids, reason.value)
         batch.close()
 
     def _collect(self, waiting: collections.deque[_Job], block: bool) -> None:

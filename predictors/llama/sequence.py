@@ -4,6 +4,7 @@ sampler, and the text it has produced so far."""
 from __future__ import annotations
 
 import codecs
+import enum
 import time
 from dataclasses import dataclass
 
@@ -11,7 +12,11 @@ from predictors.llama import metrics
 from predictors.llama.sampling import SamplerChain
 from runtime.stop_sequences import StopMatcher
 
-FINISHED_EOS, FINISHED_LENGTH, FINISHED_STOP = "eos_token", "length", "stop_sequence"
+
+class FinishReason(enum.Enum):
+    EOS_TOKEN = "eos_token"
+    LENGTH = "length"
+    STOP_SEQUENCE = "stop_sequence"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Sequence:
         self.next_token: int | None = None  # sampled, to be decoded in the next batch
         self.completion = 0
         self.unsent = 0
-        self.finish_reason: str | None = None
+        self.finish_reason: FinishReason | None = None
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = StopMatcher(stops)
         self.started = time.perf_counter()
@@ -54,7 +59,7 @@ class Sequence:
         if self.completion == 0:
             metrics.TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - self.started)
         if is_eog:
-            self.finish_reason = FINISHED_EOS
+            self.finish_reason = FinishReason.EOS_TOKEN
             return self._flush()
         self.completion += 1
         self.unsent += 1
@@ -62,10 +67,10 @@ class Sequence:
         metrics.GENERATED_TOKENS.inc()
         text, stopped = self._stops.feed(self._decoder.decode(piece))
         if stopped:
-            self.finish_reason = FINISHED_STOP
+            self.finish_reason = FinishReason.STOP_SEQUENCE
             return self._delta(text, force=True)
         if self.completion >= self.max_tokens:
-            self.finish_reason = FINISHED_LENGTH
+            self.finish_reason = FinishReason.LENGTH
             return self._flush(text)
         return self._delta(text)
 
