@@ -60,14 +60,53 @@ Event = Delta | Finished
 class _Job:
     generation: Generation
     loop: asyncio.AbstractEventLoop
-    events: asyncio.Queue[Event | BaseException] = field(default_factory=asyncio.Queue)
+    # Filled on the event loop by _deliver; `ready` wakes the one reader.
+    events: collections.deque[Event | BaseException] = field(default_factory=collections.deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
 
-    def emit(self, event: Event | BaseException) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        except RuntimeError:  # the loop is closed: nobody is listening any more
-            self.cancelled.set()
+    def take(self) -> list[Event | BaseException]:
+        """Everything delivered so far, with consecutive deltas merged into one: a reader that
+        fell behind catches up in one message instead of one per token."""
+        taken: list[Event | BaseException] = []
+        while self.events:
+            event = self.events.popleft()
+            last = taken[-1] if taken else None
+            if isinstance(event, Delta) and isinstance(last, Delta):
+                taken[-1] = Delta(last.text + event.text, last.token_count + event.token_count)
+            else:
+                taken.append(event)
+        self.ready.clear()
+        return taken
+
+
+def _deliver(items: list[tuple[_Job, Event | BaseException]]) -> None:
+    """On the event loop: hands one step's events to their readers."""
+    for job, event in items:
+        job.events.append(event)
+        job.ready.set()
+
+
+class _Outbox:
+    """Events of one step, sent to the event loop in one wake-up instead of one per token."""
+
+    def __init__(self) -> None:
+        self._items: list[tuple[_Job, Event | BaseException]] = []
+
+    def put(self, job: _Job, event: Event | BaseException) -> None:
+        self._items.append((job, event))
+
+    def send(self) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, Event | BaseException]]] = {}
+        for job, event in self._items:
+            by_loop.setdefault(job.loop, []).append((job, event))
+        self._items = []
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                for job, _ in items:
+                    job.cancelled.set()
 
 
 class LlamaEngine:
@@ -125,12 +164,13 @@ class LlamaEngine:
         self._inbox.put(job)
         try:
             while True:
-                event = await job.events.get()
-                if isinstance(event, BaseException):
-                    raise event
-                yield event
-                if isinstance(event, Finished):
-                    return
+                await job.ready.wait()
+                for event in job.take():
+                    if isinstance(event, BaseException):
+                        raise event
+                    yield event
+                    if isinstance(event, Finished):
+                        return
         finally:
             job.cancelled.set()
 
@@ -150,15 +190,17 @@ class LlamaEngine:
         batch = _internals.LlamaBatch(
             n_tokens=s.prefill_chunk + s.max_sequences, embd=0, n_seq_max=1, verbose=False
         )
+        outbox = _Outbox()
         waiting: collections.deque[_Job] = collections.deque()
         running: dict[int, Sequence] = {}
         # The lowest free ids first: llama.cpp works on the span of KV streams a batch
         # touches, so the running sequences are kept on neighbouring streams.
         free_ids = list(range(s.max_sequences))  # a heap
+        cached: dict[int, list[int]] = {}  # slot -> tokens its kept KV cells hold
         while not self._stopping:
             self._collect(waiting, block=not running and not waiting)
             for seq in [q for q in running.values() if q.job.cancelled.is_set()]:
-                self._release(seq, running, free_ids, "cancelled")
+                self._release(seq, running, free_ids, cached, "cancelled")
             for job in [j for j in waiting if j.cancelled.is_set()]:  # gone while waiting
                 waiting.remove(job)
                 self._dequeue(job)
@@ -172,37 +214,52 @@ class LlamaEngine:
                     sampler = SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens)
                 except Exception as error:  # this request alone fails, as INTERNAL
                     log.exception("cannot build the sampler")
-                    job.emit(error)
+                    outbox.put(job, error)
                     continue
                 seq_id = heapq.heappop(free_ids)
-                running[seq_id] = Sequence(
-                    job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop
-                )
+                seq = Sequence(job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop)
+                seq.n_past = _shared_prefix(cached.pop(seq_id, []), gen.prompt_tokens)
+                model.forget(seq_id, keep=seq.n_past)
+                running[seq_id] = seq
                 metrics.PROMPT_TOKENS.inc(len(gen.prompt_tokens))
+                metrics.CACHED_PROMPT_TOKENS.inc(seq.n_past)
             metrics.ACTIVE_SEQUENCES.set(len(running))
             metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))
-            if not running:
-                continue
-            for group in self._groups(running):
-                try:
-                    samples = self._load(batch, group)
-                    model.context.decode(batch)
-                except Exception as error:  # every running request learns it, as INTERNAL
-                    log.exception("llama.cpp decode failed")
-                    for seq in list(running.values()):
-                        seq.job.emit(error)
-                        self._release(seq, running, free_ids, "error")
-                    break
-                for seq, index in samples:
-                    token = seq.sampler.sample(model.ctx, index)
-                    delta = seq.accept(token, model.piece(token), token in model.eog)
-                    if delta is not None:
-                        seq.job.emit(delta)
-                    if seq.finish_reason is not None:
-                        reason = seq.finish_reason
-                        seq.job.emit(Finished(reason, len(seq.prompt), seq.completion))
-                        self._release(seq, running, free_ids, reason.value)
+            if running:
+                self._step(batch, running, free_ids, cached, outbox)
+            outbox.send()
         batch.close()
+
+    def _step(
+        self,
+        batch: _internals.LlamaBatch,
+        running: dict[int, Sequence],
+        free_ids: list[int],
+        cached: dict[int, list[int]],
+        outbox: _Outbox,
+    ) -> None:
+        """Decodes one token of every decoding sequence and a chunk of the prompts."""
+        assert self._model is not None
+        model = self._model
+        for group in self._groups(running):
+            try:
+                samples = self._load(batch, group)
+                model.context.decode(batch)
+            except Exception as error:  # every running request learns it, as INTERNAL
+                log.exception("llama.cpp decode failed")
+                for seq in list(running.values()):
+                    outbox.put(seq.job, error)
+                    self._release(seq, running, free_ids, cached, "error")
+                return
+            for seq, index in samples:
+                token = seq.sampler.sample(model.ctx, index)
+                delta = seq.accept(token, model.piece(token), token in model.eog)
+                if delta is not None:
+                    outbox.put(seq.job, delta)
+                if seq.finish_reason is not None:
+                    reason = seq.finish_reason
+                    outbox.put(seq.job, Finished(reason, len(seq.prompt), seq.completion))
+                    self._release(seq, running, free_ids, cached, reason.value)
 
     def _collect(self, waiting: collections.deque[_Job], block: bool) -> None:
         """Moves newly submitted jobs into `waiting`; waits for one when there is no work."""
@@ -258,14 +315,34 @@ class LlamaEngine:
         return samples
 
     def _release(
-        self, seq: Sequence, running: dict[int, Sequence], free_ids: list[int], outcome: str
+        self,
+        seq: Sequence,
+        running: dict[int, Sequence],
+        free_ids: list[int],
+        cached: dict[int, list[int]],
+        outcome: str,
     ) -> None:
-        """Ends a sequence: frees its KV cells, sampler and slot."""
+        """Ends a sequence and frees its slot. Its KV cells stay for the slot's next request
+        to reuse (prefix cache), unless that is off or the decode failed."""
         assert self._model is not None
-        self._model.forget(seq.seq_id)
+        if self.settings.prefix_cache and outcome != "error":
+            cached[seq.seq_id] = seq.cached_tokens()
+        else:
+            self._model.forget(seq.seq_id)
         seq.sampler.free()
         del running[seq.seq_id]
         heapq.heappush(free_ids, seq.seq_id)
         metrics.FINISHED.labels(outcome).inc()
         metrics.ACTIVE_SEQUENCES.set(len(running))
         metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))
+
+
+def _shared_prefix(cached: list[int], prompt: list[int]) -> int:
+    """How many leading prompt tokens `cached` already holds; the last prompt token is always
+    decoded again, since its logits give the first output token."""
+    n = 0
+    for a, b in zip(cached, prompt[:-1], strict=False):
+        if a != b:
+            break
+        n += 1
+    return n

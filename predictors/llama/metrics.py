@@ -15,6 +15,10 @@ GENERATED_TOKENS = Counter(
     "servemesh_llama_generated_tokens", "Tokens generated, over all requests."
 )
 PROMPT_TOKENS = Counter("servemesh_llama_prompt_tokens", "Prompt tokens processed.")
+CACHED_PROMPT_TOKENS = Counter(
+    "servemesh_llama_cached_prompt_tokens",
+    "Prompt tokens not prefilled: their KV cells were kept from the slot's previous request.",
+)
 FINISHED = Counter(
     "servemesh_llama_generations_finished",
     "Generations that ended, by how they ended.",

@@ -59,6 +59,6 @@ class LoadedModel:
         """The bytes a generated token stands for (a part of a character, possibly)."""
         return self._pieces[token]
 
-    def forget(self, seq_id: int) -> None:
-        """Frees the KV cache cells of a sequence."""
-        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, -1, -1)
+    def forget(self, seq_id: int, keep: int = 0) -> None:
+        """Frees the KV cache cells of a sequence from position `keep` on."""
+        llama_cpp.llama_memory_seq_rm(self.memory, seq_id, keep, -1)

@@ -42,6 +42,7 @@ class Sequence:
         self.job, self.seq_id, self.prompt = job, seq_id, prompt
         self.max_tokens, self.sampler = max_tokens, sampler
         self.n_past = 0  # tokens of this sequence in the KV cache
+        self.generated: list[int] = []
         self.next_token: int | None = None  # sampled, to be decoded in the next batch
         self.completion = 0
         self.unsent = 0
@@ -54,6 +55,10 @@ class Sequence:
     def prefilling(self) -> bool:
         return self.n_past < len(self.prompt)
 
+    def cached_tokens(self) -> list[int]:
+        """The tokens whose KV cells this sequence has filled, in order."""
+        return (self.prompt + self.generated)[: self.n_past]
+
     def accept(self, token: int, piece: bytes, is_eog: bool) -> Delta | None:
         """Takes a sampled token; returns text to send, if any. Sets finish_reason when done."""
         if self.completion == 0:
@@ -64,6 +69,7 @@ class Sequence:
         self.completion += 1
         self.unsent += 1
         self.next_token = token
+        self.generated.append(token)
         metrics.GENERATED_TOKENS.inc()
         text, stopped = self._stops.feed(self._decoder.decode(piece))
         if stopped:

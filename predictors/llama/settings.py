@@ -37,6 +37,7 @@ class LlamaSettings:
     n_threads: int
     max_sequences: int
     prefill_chunk: int
+    prefix_cache: bool
     max_tokens_limit: int
     default_max_tokens: int
     max_queued_requests: int
@@ -51,7 +52,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
     p.add_argument("--address", default=env(e + "ADDRESS", "localhost:50061"))
     p.add_argument("--model-path", default=env(e + "MODEL_PATH", default_model_path()))
     p.add_argument("--model-name", default=env(e + "MODEL_NAME", DEFAULT_MODEL_NAME))
-    p.add_argument("--n-ctx", type=int, default=int(env(e + "N_CTX", "2048")))
+    p.add_argument(
+        "--n-ctx",
+        type=int,
+        default=int(env(e + "N_CTX", "2048")),
+        help="KV cache cells per sequence (prompt + output); the cache holds n_ctx x max_sequences",
+    )
     p.add_argument("--n-threads", type=int, default=int(env(e + "N_THREADS", "2")))
     p.add_argument(
         "--max-sequences",
@@ -60,10 +66,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         help="requests decoding at once, in one batch per step",
     )
     p.add_argument(
-        "--kv-cache-tokens",
-        type=int,
-        default=int(env(e + "KV_CACHE_TOKENS", "16384")),
-        help="KV cache cells shared by all sequences; a request reserves prompt + max_tokens",
+        "--prefix-cache",
+        action=argparse.BooleanOptionalAction,
+        default=env(e + "PREFIX_CACHE", "on") != "off",
+        help="keep a finished request's KV cells, so the next request on the same sequence "
+        "slot skips the prompt prefix they share",
     )
     p.add_argument(
         "--prefill-chunk",
@@ -98,6 +105,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         n_threads=a.n_threads,
         max_sequences=a.max_sequences,
         prefill_chunk=a.prefill_chunk,
+        prefix_cache=a.prefix_cache,
         max_tokens_limit=a.max_tokens_limit,
         default_max_tokens=a.default_max_tokens,
         max_queued_requests=a.max_queued_requests,
