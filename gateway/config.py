@@ -34,9 +34,33 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """What the gateway accepts in one request, checked before it calls a backend. The
+    token limits (prompt length, max_tokens) are the model's own and checked by its server."""
+
+    max_inputs: int = 16
+    max_input_bytes: int = 8 * 1024 * 1024
+    max_prompt_chars: int = 64 * 1024
+    max_chat_messages: int = 256
+    max_stop_sequences: int = 8
+    max_stop_sequence_chars: int = 128
+
+
+@dataclass(frozen=True)
 class MeshConfig:
     backends: dict[str, BackendConfig]
     models: dict[str, ModelConfig]
+    limits: RequestLimits = RequestLimits()
+
+
+def _limits(raw: dict[str, Any], where: str) -> RequestLimits:
+    known = RequestLimits.__dataclass_fields__
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{where}: limits.{key} is unknown; the limits are {sorted(known)}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{where}: limits.{key} is {value!r}; it must be a positive integer")
+    return RequestLimits(**raw)
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -67,7 +91,7 @@ def parse_config(data: dict[str, Any], where: str = "config") -> MeshConfig:
         models[name] = ModelConfig(name, backend, raw.get("backend_model", name), options)
     if not models:
         raise ConfigError(f"{where}: no [models.NAME] table; the gateway would serve nothing")
-    return MeshConfig(backends, models)
+    return MeshConfig(backends, models, _limits(_table(data, "limits", where), where))
 
 
 def load_config(path: str | Path) -> MeshConfig:
