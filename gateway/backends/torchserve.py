@@ -79,7 +79,20 @@ def _torchserve_error(error: grpc.aio.AioRpcError, model: str) -> ServemeshError
             f"TorchServe refused the gateway's token ({message}); check the backend's key_file",
             reason="BACKEND_AUTH_FAILED",
         )
-    if code == grpc.StatusCode.INTERNAL and ("Worker died" in message or "no worker" in message):
+    if message.startswith("Worker died"):
+        # The worker that held this request died (crashed, killed, or silent past
+        # responseTimeout). TorchServe says INTERNAL, or RESOURCE_EXHAUSTED after a SIGKILL
+        # (it takes exit 137 for the OOM killer), and neither tells a client to retry; but
+        # TorchServe restarts the worker (2 to 4 s measured) and queues new calls meanwhile,
+        # so this is UNAVAILABLE, like a connection lost mid-call. The price: a request that
+        # itself kills the worker is resent by a retrying client, up to its max_attempts.
+        return Unavailable(
+            f"TorchServe's worker for model {model!r} died while it ran this request; TorchServe "
+            f"restarts it, so retry after a back-off (TorchServe: {message})",
+            reason="BACKEND_WORKER_DIED",
+            metadata={"model": model, "torchserve_code": code.name},
+        )
+    if code == grpc.StatusCode.INTERNAL and "no worker" in message:
         return Unavailable(f"TorchServe: {message}", reason="BACKEND_WORKER_UNAVAILABLE")
     return error_class(code)(f"TorchServe: {message}", reason="BACKEND_ERROR")
 
