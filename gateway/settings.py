@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runtime.server import ServerSettings
-from runtime.settings import env
+from runtime.settings import add_server_flags, env, server_settings
 
 
 @dataclass(frozen=True)
@@ -20,15 +20,14 @@ class GatewaySettings:
 def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
     p = argparse.ArgumentParser(prog="python -m gateway", description="The servemesh gateway.")
     e = "SERVEMESH_GATEWAY_"
-    p.add_argument("--address", default=env(e + "ADDRESS", "localhost:50051"))
+    add_server_flags(p, e, default_address="localhost:50051")
     p.add_argument(
         "--config", default=env(e + "CONFIG", "deploy/mesh.toml"), help="mesh config (TOML)"
     )
-    p.add_argument("--grace-s", type=float, default=float(env(e + "GRACE_S", "10")))
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
     a = p.parse_args(argv)
     return GatewaySettings(
-        server=ServerSettings(address=a.address, grace_s=a.grace_s),
+        server=server_settings(p, a, e),
         config_path=a.config,
         log_level=a.log_level,
     )

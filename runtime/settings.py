@@ -1,9 +1,16 @@
-"""Helpers to build settings from flags whose defaults come from environment variables."""
+"""Helpers to build settings from flags whose defaults come from environment variables,
+including the flags every server shares (address, grace, message size, TLS, API keys)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+
+from runtime.auth import ApiKeys
+from runtime.server import MAX_MESSAGE_BYTES, ServerSettings
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 def env(name: str, default: str) -> str:
@@ -11,7 +18,89 @@ def env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off environment variable (on, true, yes, 1 / off, false, no, 0)."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.strip().lower() not in (*_TRUE, *_FALSE):
+        raise SystemExit(f"{name}={value!r}: use on or off")
+    return value.strip().lower() in _TRUE
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def add_server_flags(p: argparse.ArgumentParser, prefix: str, default_address: str) -> None:
+    """Adds the flags of ServerSettings to `p`, each defaulting to environment variable
+    PREFIX + its name in capitals (SERVEMESH_GATEWAY_TLS_CERT for --tls-cert)."""
+    g = p.add_argument_group("server")
+    g.add_argument("--address", default=env(prefix + "ADDRESS", default_address))
+    g.add_argument(
+        "--grace-s",
+        type=float,
+        default=float(env(prefix + "GRACE_S", "10")),
+        help="seconds calls in flight may run on after SIGTERM",
+    )
+    g.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=int(env(prefix + "MAX_MESSAGE_BYTES", str(MAX_MESSAGE_BYTES))),
+        help="largest request or response message, in bytes",
+    )
+    g.add_argument(
+        "--tls-cert",
+        default=env(prefix + "TLS_CERT", "") or None,
+        help="PEM certificate chain; serves TLS instead of plaintext",
+    )
+    g.add_argument("--tls-key", default=env(prefix + "TLS_KEY", "") or None, help="its PEM key")
+    g.add_argument(
+        "--tls-client-ca",
+        default=env(prefix + "TLS_CLIENT_CA", "") or None,
+        help="PEM CA file; clients must then present a certificate it signed (mTLS)",
+    )
+    # Keys themselves come from a file or the environment, never a flag: a command line is
+    # visible to every user of the machine in `ps`.
+    g.add_argument(
+        "--api-key-file",
+        default=env(prefix + "API_KEY_FILE", "") or None,
+        help="require an API key (authorization: Bearer KEY) on every call; one key, or "
+        f"sha256:HEX of one, per line. More keys in {prefix}API_KEYS, comma-separated",
+    )
+    g.add_argument(
+        "--auth-health-reflection",
+        action=argparse.BooleanOptionalAction,
+        default=env_flag(prefix + "AUTH_HEALTH_REFLECTION", False),
+        help="require the API key for grpc.health.v1 and reflection too (default: they stay "
+        "open, for load balancers and probes that hold no key)",
+    )
+
+
+def server_settings(
+    p: argparse.ArgumentParser, args: argparse.Namespace, prefix: str
+) -> ServerSettings:
+    """The ServerSettings of parsed `args`; a bad combination or an unreadable file ends the
+    program with a usage error that says what to change."""
+    try:
+        for what, path in (
+            ("--tls-cert", args.tls_cert),
+            ("--tls-key", args.tls_key),
+            ("--tls-client-ca", args.tls_client_ca),
+        ):
+            if path and not os.path.isfile(path):
+                raise ValueError(f"{what}: no such file {path!r}")
+        return ServerSettings(
+            address=args.address,
+            grace_s=args.grace_s,
+            max_message_bytes=args.max_message_bytes,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            api_keys=ApiKeys.load(args.api_key_file, os.environ.get(prefix + "API_KEYS")),
+            auth_health_reflection=args.auth_health_reflection,
+        )
+    except ValueError as error:
+        p.error(str(error))

@@ -6,6 +6,7 @@ Shared by every server that generates text, so the same request gets the same an
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 from servemesh.errors import InvalidArgument
@@ -17,6 +18,13 @@ ROLE_NAMES = {
     generation_pb2.CHAT_ROLE_ASSISTANT: "assistant",
 }
 MAX_STOP_SEQUENCE_CHARS = 128
+# The smallest temperature (other than 0) and repeat penalty. Logits are divided by them, and
+# below about 1e-37 that overflows float32 to inf: sampling then sees NaN probabilities, which
+# fails the request in transformers and draws an arbitrary token in llama.cpp. 1e-5 leaves a
+# wide margin and loses nothing: a temperature that small is already greedy.
+MIN_FACTOR = 1e-5
+# The bound as a protobuf float holds it: a request's 1e-5 arrives as 9.99999975e-06.
+MIN_FACTOR_F32: float = struct.unpack("<f", struct.pack("<f", MIN_FACTOR))[0]
 
 
 @dataclass(frozen=True)
@@ -92,14 +100,21 @@ def parse_generation(
             field + "max_tokens",
             f"is {p.max_tokens}; it must be between 1 and {limits.max_tokens}",
         )
-    if p.HasField("temperature") and not (math.isfinite(p.temperature) and p.temperature >= 0):
-        raise _invalid(field + "temperature", f"is {p.temperature}; it must be 0 or more")
+    if p.HasField("temperature") and not (
+        math.isfinite(p.temperature) and (p.temperature == 0 or p.temperature >= MIN_FACTOR_F32)
+    ):
+        raise _invalid(
+            field + "temperature",
+            f"is {p.temperature}; it must be 0 (greedy) or at least {MIN_FACTOR}",
+        )
     if p.HasField("top_p") and not 0 < p.top_p <= 1:
         raise _invalid(field + "top_p", f"is {p.top_p}; it must be in (0, 1]")
     if p.HasField("repeat_penalty") and not (
-        math.isfinite(p.repeat_penalty) and p.repeat_penalty > 0
+        math.isfinite(p.repeat_penalty) and p.repeat_penalty >= MIN_FACTOR_F32
     ):
-        raise _invalid(field + "repeat_penalty", f"is {p.repeat_penalty}; it must be above 0")
+        raise _invalid(
+            field + "repeat_penalty", f"is {p.repeat_penalty}; it must be at least {MIN_FACTOR}"
+        )
     if len(p.stop) > limits.max_stop_sequences:
         raise _invalid(
             field + "stop", f"has {len(p.stop)} sequences; at most {limits.max_stop_sequences}"
@@ -129,7 +144,7 @@ def fit_max_tokens(prompt_tokens: int, spec: GenerationSpec, limits: GenerationL
     if room < 1:
         raise InvalidArgument(
             f"the prompt has {prompt_tokens} tokens; the context holds {limits.context_length}, "
-            "so it must have fewer to leave room for an answer",
+            f"so it must have at most {limits.context_length - 1} to leave room for an answer",
             reason="PROMPT_TOO_LONG",
             metadata={
                 "prompt_tokens": str(prompt_tokens),

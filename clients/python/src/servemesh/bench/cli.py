@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from servemesh.bench.report import Row, plot_sweep, table, write_json
 from servemesh.bench.runner import run
@@ -48,12 +49,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run_bench=main)
 
 
-async def sweep(args: argparse.Namespace) -> list[Row]:
+async def sweep(args: argparse.Namespace, client_options: dict[str, Any]) -> list[Row]:
     workload = Workload(args.num_prompts, args.input_len, args.output_len, args.seed, args.dataset)
     requests = workload.requests()
     rows: list[Row] = []
     for url in args.url:
-        target = make_target(url, args.model, url)
+        target = make_target(url, args.model, url, **client_options)
         try:
             for concurrency in args.concurrency:
                 results, duration = await run(
@@ -71,13 +72,15 @@ async def sweep(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-def main(args: argparse.Namespace) -> int:
-    rows = asyncio.run(sweep(args))
+def main(args: argparse.Namespace, client_options: dict[str, Any]) -> int:
+    """Runs the sweep; `client_options` are the SDK client's (API key, TLS) for grpc:// URLs."""
+    rows = asyncio.run(sweep(args, client_options))
     print(table(rows, baseline=args.url[0] if len(args.url) > 1 else None))
     settings = {
         k: str(v) if isinstance(v, Path) else v
         for k, v in vars(args).items()
-        if k not in ("run_bench", "run")
+        # The report is meant to be shared: the API key stays out of it.
+        if k not in ("run_bench", "run", "api_key")
     }
     write_json(args.out, rows, settings)
     print(f"wrote {args.out}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from servemesh.aio import AsyncClient
 from servemesh.bench.workload import BenchRequest
@@ -22,12 +22,13 @@ class Target(Protocol):
 
 
 class ServemeshTarget:
-    """servemesh.v1 PredictStream, greedy, through the SDK."""
+    """servemesh.v1 PredictStream, greedy, through the SDK; `client_options` are AsyncClient's
+    (api_key, tls_ca, tls_cert, tls_key, ...)."""
 
-    def __init__(self, address: str, model: str, name: str = "") -> None:
+    def __init__(self, address: str, model: str, name: str = "", **client_options: Any) -> None:
         self.name = name or f"servemesh {address}"
         self.model = model
-        self._client = AsyncClient(address, timeout=None, max_attempts=1)
+        self._client = AsyncClient(address, timeout=None, max_attempts=1, **client_options)
 
     async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
         async for chunk in self._client.predict_stream(
@@ -71,10 +72,11 @@ class OpenAITarget:
         await self._http.aclose()
 
 
-def make_target(url: str, model: str, name: str = "") -> Target:
-    """grpc://HOST:PORT for servemesh, http(s)://HOST:PORT for an OpenAI-compatible server."""
+def make_target(url: str, model: str, name: str = "", **client_options: Any) -> Target:
+    """grpc://HOST:PORT for servemesh, http(s)://HOST:PORT for an OpenAI-compatible server.
+    `client_options` (API key, TLS) go to servemesh targets only."""
     if url.startswith("grpc://"):
-        return ServemeshTarget(url.removeprefix("grpc://"), model, name)
+        return ServemeshTarget(url.removeprefix("grpc://"), model, name, **client_options)
     if url.startswith(("http://", "https://")):
         return OpenAITarget(url, model, name)
     raise ValueError(f"target {url!r}: use grpc://HOST:PORT or http://HOST:PORT")
