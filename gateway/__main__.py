@@ -23,7 +23,11 @@ SERVICE_NAME = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionSer
 async def serve(settings: GatewaySettings) -> None:
     config = load_config(settings.config_path)
     backends = {
-        name: make_backend(b, [m for m in config.models.values() if m.backend == name])
+        name: make_backend(
+            b,
+            [m for m in config.models.values() if m.backend == name],
+            settings.server.max_message_bytes,
+        )
         for name, b in config.backends.items()
     }
     router = Router(
@@ -31,7 +35,7 @@ async def serve(settings: GatewaySettings) -> None:
     )
     server = GrpcServer(settings.server, [SERVICE_NAME])
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        GatewayServicer(router), server.grpc
+        GatewayServicer(router, config.limits), server.grpc
     )
     health = HealthFollower(server, router, overall=["", SERVICE_NAME])
     await server.start()

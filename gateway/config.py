@@ -14,12 +14,18 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class BackendConfig:
-    """A model server the gateway calls."""
+    """A model server the gateway calls, at one or more replica addresses (`targets`); a
+    `dns:///NAME:PORT` target stands for every address NAME resolves to."""
 
     name: str
     kind: str
-    target: str
+    targets: tuple[str, ...]
     options: dict[str, Any]
+
+    @property
+    def target(self) -> str:
+        """The first replica address, for backends that have exactly one."""
+        return self.targets[0]
 
 
 @dataclass(frozen=True)
@@ -70,15 +76,30 @@ def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     return value
 
 
+def _targets(raw: dict[str, Any], where: str) -> tuple[str, ...]:
+    """The replica addresses of a backend table: `target = "..."` or `targets = [...]`."""
+    if ("target" in raw) == ("targets" in raw):
+        raise ConfigError(f'{where} needs either target = "HOST:PORT" or targets = [...]')
+    targets = [raw.pop("target")] if "target" in raw else raw.pop("targets")
+    if (
+        not isinstance(targets, list)
+        or not targets
+        or not all(isinstance(t, str) and t for t in targets)
+    ):
+        raise ConfigError(f"{where}: targets must be a non-empty list of HOST:PORT strings")
+    if len(set(targets)) != len(targets):
+        raise ConfigError(f"{where}: targets lists an address twice")
+    return tuple(targets)
+
+
 def parse_config(data: dict[str, Any], where: str = "config") -> MeshConfig:
     backends: dict[str, BackendConfig] = {}
     for name, raw in _table(data, "backends", where).items():
         raw = dict(raw)
-        try:
-            kind, target = raw.pop("kind"), raw.pop("target")
-        except KeyError as missing:
-            raise ConfigError(f"{where}: backends.{name} needs {missing}") from None
-        backends[name] = BackendConfig(name, kind, target, raw)
+        if "kind" not in raw:
+            raise ConfigError(f"{where}: backends.{name} needs 'kind'")
+        kind = raw.pop("kind")
+        backends[name] = BackendConfig(name, kind, _targets(raw, f"{where}: backends.{name}"), raw)
     models: dict[str, ModelConfig] = {}
     for name, raw in _table(data, "models", where).items():
         backend = raw.get("backend")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.backends import Backend
+from gateway.limits import cut, shown
 from servemesh.errors import InvalidArgument, NotFound
 
 
@@ -37,8 +38,8 @@ class Router:
             return self._routes[model]
         except KeyError:
             raise NotFound(
-                f"model {model!r} is not served by this gateway; "
+                f"model {shown(model)} is not served by this gateway; "
                 f"the models are: {', '.join(sorted(self._routes))}",
                 reason="MODEL_NOT_FOUND",
-                metadata={"model": model},
+                metadata={"model": cut(model)},
             ) from None

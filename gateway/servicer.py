@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from gateway.config import RequestLimits
+from gateway.limits import check_request
 from gateway.router import Route, Router
+from servemesh.errors import Unavailable, from_rpc_error
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
@@ -17,12 +20,15 @@ DESCRIBE_TIMEOUT_S = 5.0
 
 
 class GatewayServicer(pb_grpc.PredictionServiceServicer):
-    def __init__(self, router: Router) -> None:
+    def __init__(self, router: Router, limits: RequestLimits) -> None:
         self._router = router
+        self._limits = limits
 
     def _forwarded(self, request: pb.PredictRequest | pb.PredictStreamRequest) -> Route:
-        """Routes `request` and rewrites it for the backend, in place."""
+        """Routes `request`, checks it against the limits, and rewrites it for the backend,
+        in place."""
         route = self._router.route(request.model)
+        check_request(request, self._limits)
         request.model = route.backend_model
         request.request_id = request.request_id or uuid.uuid4().hex
         return route
@@ -31,7 +37,8 @@ class GatewayServicer(pb_grpc.PredictionServiceServicer):
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
         route = self._forwarded(request)
-        response = await route.backend.predict(request, context.time_remaining())
+        async with route.backend.admission.slot():  # waiting counts against the deadline
+            response = await route.backend.predict(request, context.time_remaining())
         response.model = route.model
         return response
 
@@ -39,23 +46,24 @@ class GatewayServicer(pb_grpc.PredictionServiceServicer):
         self, request: pb.PredictStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.PredictStreamResponse]:
         route = self._forwarded(request)
-        stream = route.backend.predict_stream(request, context.time_remaining())
-        try:
-            async for response in stream:
-                response.model = route.model
-                yield response
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+        async with route.backend.admission.slot():  # held for the whole stream
+            stream = route.backend.predict_stream(request, context.time_remaining())
+            try:
+                async for response in stream:
+                    response.model = route.model
+                    yield response
+            finally:
+                await stream.aclose()  # type: ignore[attr-defined]
 
     async def _describe(self, route: Route, timeout: float | None) -> model_pb2.ModelInfo:
         timeout = DESCRIBE_TIMEOUT_S if timeout is None else min(timeout, DESCRIBE_TIMEOUT_S)
         try:
             info = await route.backend.describe(route.backend_model, timeout)
-        except grpc.aio.AioRpcError as error:
+        except (grpc.aio.AioRpcError, Unavailable) as error:  # down: say so, still list it
+            status = from_rpc_error(error) if isinstance(error, grpc.aio.AioRpcError) else error
             info = model_pb2.ModelInfo(
                 ready=False,
-                description=f"backend {route.backend.name} did not answer: "
-                f"{error.code().name}: {error.details()}",
+                description=f"backend {route.backend.name} did not answer: {status}",
             )
         info.name, info.backend = route.model, route.backend.name
         return info

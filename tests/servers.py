@@ -190,18 +190,22 @@ def torchserve(log_dir: Path) -> TorchServe:
 
 
 def mesh_config(
-    llama: str | None = None,
+    llama: str | list[str] | None = None,
     ts: TorchServe | None = None,
     key_file: str | None = None,
     extra_models: str = "",
+    llama_options: str = "",
 ) -> str:
-    """A mesh configuration (TOML) with the given backends and their models."""
+    """A mesh configuration (TOML) with the given backends and their models; `llama` is one
+    address or a list of replicas, `llama_options` more lines of its backend table."""
     lines = []
     if llama:
+        targets = [llama] if isinstance(llama, str) else llama
         lines += [
             "[backends.llama]",
             'kind = "servemesh"',
-            f'target = "{llama}"',
+            f"targets = {json.dumps(targets)}",
+            llama_options,
             f"[models.{MODEL}]",
             'backend = "llama"',
         ]

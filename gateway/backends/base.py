@@ -5,7 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
+from gateway.admission import Admission
 from gateway.config import BackendConfig, ModelConfig
+from runtime.server import MAX_MESSAGE_BYTES
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 
@@ -18,10 +20,21 @@ class Backend(ABC):
     servemesh error. `timeout` is the caller's remaining deadline in seconds, or None.
     """
 
-    def __init__(self, config: BackendConfig, models: list[ModelConfig]) -> None:
+    def __init__(
+        self,
+        config: BackendConfig,
+        models: list[ModelConfig],
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
         self.config = config
+        self.max_message_bytes = max_message_bytes  # the gateway's own, on its channels too
         self.name = config.name
         self.models = {m.backend_model: m for m in models}
+        self.admission = Admission(
+            config.name,
+            max_concurrency=int(config.options.get("max_concurrency", 0)),
+            max_queue=int(config.options.get("max_queue", 0)),
+        )
 
     @abstractmethod
     async def predict(

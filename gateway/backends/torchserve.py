@@ -18,6 +18,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from gateway.backends.base import Backend
+from gateway.backends.channels import open_channel
 from gateway.backends.torchserve_codec import (
     Task,
     TorchServeModel,
@@ -27,7 +28,7 @@ from gateway.backends.torchserve_codec import (
     torchserve_input,
 )
 from gateway.config import BackendConfig, ConfigError, ModelConfig
-from servemesh.channel import MAX_MESSAGE_BYTES
+from runtime.server import MAX_MESSAGE_BYTES
 from servemesh.errors import Internal, NotFound, ServemeshError, Unavailable, error_class
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
@@ -98,18 +99,19 @@ def _torchserve_error(error: grpc.aio.AioRpcError, model: str) -> ServemeshError
 
 
 class TorchServeBackend(Backend):
-    def __init__(self, config: BackendConfig, models: list[ModelConfig]) -> None:
-        super().__init__(config, models)
-        options = {
-            "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-            "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-        }.items()
+    def __init__(
+        self,
+        config: BackendConfig,
+        models: list[ModelConfig],
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        super().__init__(config, models, max_message_bytes)
         try:
             management_target = config.options["management_target"]
         except KeyError:
             raise ConfigError(f"backends.{config.name} needs management_target") from None
-        self._inference_channel = grpc.aio.insecure_channel(config.target, options=list(options))
-        self._management_channel = grpc.aio.insecure_channel(management_target)
+        self._inference_channel = open_channel(config.target, config.options, max_message_bytes)
+        self._management_channel = open_channel(management_target, config.options)
         self._inference = inference_pb2_grpc.InferenceAPIsServiceStub(self._inference_channel)
         self._management = management_pb2_grpc.ManagementAPIsServiceStub(self._management_channel)
         self._keys = KeyFile(config.options.get("key_file", ""))

@@ -1,0 +1,189 @@
+"""The replicas of one backend: where they are (a list, or every address a DNS name resolves
+to), which of them serve (grpc.health.v1 Watch on each), and which takes the next call (the
+one with the fewest calls outstanding).
+
+Balancing per call over a channel per replica, rather than gRPC's own round-robin on one
+channel, is what spreads long-lived streams: a connection that stays open is not a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from servemesh.errors import Unavailable
+
+log = logging.getLogger(__name__)
+DNS_SCHEME = "dns:///"
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.2, 2.0
+REMOVED_GRACE_S = 60.0
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+class Replica:
+    """One address of a backend, its channel, and what the gateway knows of it."""
+
+    def __init__(self, address: str, channel: grpc.aio.Channel) -> None:
+        self.address = address
+        self.channel = channel
+        self.outstanding = 0  # calls running on it now
+        self.serving = False
+        self.state = "not checked yet"  # says why it is out, for error messages
+        self.watcher: asyncio.Task[None] | None = None
+
+
+class ReplicaSet:
+    """Replicas of the backend `backend`; call `pick` on the event loop."""
+
+    def __init__(
+        self,
+        backend: str,
+        targets: Sequence[str],
+        open_channel: Callable[[str], grpc.aio.Channel],
+        resolve_interval_s: float = 10.0,
+        metadata: tuple[tuple[str, str], ...] | None = None,
+    ) -> None:
+        self._backend = backend
+        self._metadata = metadata  # sent on health calls too: a replica may want its key
+        self._targets = list(targets)
+        self._open_channel = open_channel
+        self._resolve_interval_s = resolve_interval_s
+        self._replicas: dict[str, Replica] = {}
+        self._changed = asyncio.Condition()
+        self._resolver: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def replicas(self) -> list[Replica]:
+        return list(self._replicas.values())
+
+    def start(self) -> None:
+        """Starts following addresses and health; idempotent, needs a running loop."""
+        if self._resolver is None:
+            self._resolver = asyncio.create_task(self._resolve_forever(), name=self._backend)
+
+    async def close(self) -> None:
+        tasks = [t for t in [self._resolver, *(r.watcher for r in self.replicas)] if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(r.channel.close() for r in self.replicas))
+
+    def pick(self, avoid: Collection[Replica] = ()) -> Replica:
+        """The serving replica with the fewest outstanding calls (ties at random), preferring
+        those not in `avoid` (the ones a retried call already failed on)."""
+        self.start()
+        serving = [r for r in self._replicas.values() if r.serving]
+        candidates = [r for r in serving if r not in avoid] or serving
+        if not candidates:
+            states = "; ".join(f"{r.address}: {r.state}" for r in self._replicas.values())
+            raise Unavailable(
+                f"backend {self._backend!r} has no serving replica "
+                f"({states or 'no address resolved yet'}); retry shortly",
+                reason="NO_SERVING_REPLICA",
+                metadata={"backend": self._backend},
+            )
+        fewest = min(r.outstanding for r in candidates)
+        return random.choice([r for r in candidates if r.outstanding == fewest])
+
+    @contextlib.contextmanager
+    def in_flight(self, replica: Replica) -> Iterator[None]:
+        """Counts a call as outstanding on `replica` while it runs."""
+        replica.outstanding += 1
+        try:
+            yield
+        finally:
+            replica.outstanding -= 1
+
+    async def serving_changes(self) -> AsyncIterator[bool]:
+        """Yields whether any replica serves, now and after every change; never ends."""
+        self.start()
+        while True:
+            yield any(r.serving for r in self._replicas.values())
+            async with self._changed:
+                await self._changed.wait()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _resolve_forever(self) -> None:
+        while True:
+            try:
+                addresses = await self._resolve()
+            except OSError as error:  # keep the replicas we have until the name resolves
+                log.warning(
+                    "backend %s: cannot resolve %s: %s", self._backend, self._targets, error
+                )
+            else:
+                await self._update(addresses)
+            if not any(t.startswith(DNS_SCHEME) for t in self._targets):
+                return  # fixed addresses: nothing to refresh
+            await asyncio.sleep(self._resolve_interval_s)
+
+    async def _resolve(self) -> list[str]:
+        addresses: list[str] = []
+        for target in self._targets:
+            if not target.startswith(DNS_SCHEME):
+                addresses.append(target)
+                continue
+            host, _, port = target.removeprefix(DNS_SCHEME).rpartition(":")
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+            for family, *_, sockaddr in infos:
+                ip = f"[{sockaddr[0]}]" if family == socket.AF_INET6 else sockaddr[0]
+                address = f"{ip}:{sockaddr[1]}"
+                if address not in addresses:
+                    addresses.append(address)
+        return addresses
+
+    async def _update(self, addresses: list[str]) -> None:
+        for address in addresses:
+            if address not in self._replicas:
+                replica = Replica(address, self._open_channel(address))
+                replica.watcher = asyncio.create_task(self._watch(replica), name=address)
+                self._replicas[address] = replica
+                log.info("backend %s: replica %s added", self._backend, address)
+        for address in [a for a in self._replicas if a not in addresses]:
+            replica = self._replicas.pop(address)
+            log.info("backend %s: replica %s removed (no longer resolved)", self._backend, address)
+            if replica.watcher:
+                replica.watcher.cancel()
+            # Calls still running on it get a grace period to finish.
+            closing = asyncio.create_task(replica.channel.close(grace=REMOVED_GRACE_S))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        await self._notify()
+
+    async def _watch(self, replica: Replica) -> None:
+        """Follows the replica's health; takes it out while it is down or unreachable."""
+        health = health_pb2_grpc.HealthStub(replica.channel)
+        delay = RECONNECT_MIN_S
+        while True:
+            try:
+                async for response in health.Watch(
+                    health_pb2.HealthCheckRequest(), metadata=self._metadata
+                ):
+                    delay = RECONNECT_MIN_S
+                    serving = response.status == _SERVING
+                    await self._mark(replica, serving, "serving" if serving else "NOT_SERVING")
+                await self._mark(replica, False, "health stream ended")
+            except grpc.aio.AioRpcError as error:
+                await self._mark(replica, False, f"unreachable ({error.code().name})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _mark(self, replica: Replica, serving: bool, state: str) -> None:
+        replica.state = state
+        if serving != replica.serving:
+            replica.serving = serving
+            log.info("backend %s: replica %s is %s", self._backend, replica.address, state)
+            await self._notify()
