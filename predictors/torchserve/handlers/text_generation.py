@@ -96,6 +96,10 @@ class TextGeneration:
         final = {"finish_reason": reason, "usage": usage}
         if streaming:
             final |= {"text": "", "token_count": deltas.unsent_tokens}
+            # Marks this response the stream's last. TorchServe sets the header itself only
+            # once an intermediate response was sent; a stream with no text before its end
+            # (one token, half a character) crashed its frontend and killed the worker.
+            context.set_response_header(idx, "ts_stream_next", "false")
         else:
             final |= {"text": "".join(deltas.text)}
         return to_json(final)
