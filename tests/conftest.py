@@ -27,6 +27,20 @@ class Mesh:
     gateway: ServerProcess
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak-requests",
+        type=int,
+        default=2000,
+        help="requests in the soak test (10000 for the long version)",
+    )
+
+
+@pytest.fixture(scope="session")
+def soak_requests(request: pytest.FixtureRequest) -> int:
+    return request.config.getoption("--soak-requests")
+
+
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     """The whole mesh, as `make up` runs it, on free ports."""

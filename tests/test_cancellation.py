@@ -43,6 +43,33 @@ async def test_cancelled_stream_stops_generation_within_a_token_or_two(mesh) -> 
     assert mesh.metrics.get(TOKENS) == after[TOKENS], "nothing generates after the cancel"
 
 
+async def test_a_hundred_cancelled_streams_leave_nothing_running(mesh) -> None:
+    """Clients that leave mid-generation, some while running and some while still queued
+    (50 at once is more than the predictor decodes together), leak no sequence and no queue
+    place."""
+    before = _settled(mesh.metrics)
+    async with AsyncClient(mesh.gateway.address) as client:
+
+        async def leave_after(tokens: int) -> None:
+            stream = client.predict_stream(MODEL, COUNTING, max_tokens=1000, temperature=0)
+            received = 0
+            async for chunk in stream:
+                received += chunk.token_count
+                if received >= tokens:
+                    break
+            await stream.aclose()
+
+        for _ in range(2):  # two waves of 50: within the predictor's sequences + queue
+            leaving = [asyncio.create_task(leave_after(1 + i % 5)) for i in range(50)]
+            await asyncio.gather(*leaving[:25])
+            for task in leaving[25:]:  # the rest go by task cancellation, wherever they are
+                task.cancel()
+            await asyncio.gather(*leaving, return_exceptions=True)
+    after = await asyncio.to_thread(_settled, mesh.metrics)
+    assert after[CANCELLED] - before.get(CANCELLED, 0) == 100
+    assert after["servemesh_llama_kv_used_tokens"] == 0
+
+
 @pytest.mark.parametrize("streaming", [False, True], ids=["unary", "stream"])
 def test_deadline_gives_deadline_exceeded_and_stops_the_backend(mesh, streaming: bool) -> None:
     before = _settled(mesh.metrics)
