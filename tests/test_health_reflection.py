@@ -134,3 +134,26 @@ def test_predictor_health_is_not_serving_while_it_drains(tmp_path) -> None:
         assert predictor.process.wait(timeout=10) == 0
     finally:
         predictor.stop()
+
+
+def test_gateway_drains_a_stream_on_sigterm_and_refuses_new_calls(tmp_path) -> None:
+    import signal
+
+    predictor, _ = llama_predictor(tmp_path, "behind-draining")
+    front = gateway(tmp_path, mesh_config(predictor.address), "draining-gw")
+    try:
+        predictor.start()
+        front.start(needs=(predictor,))
+        with Client(front.address, max_attempts=1) as c:
+            stream = c.predict_stream(MODEL, "1, 2, 3,", max_tokens=60, temperature=0)
+            next(stream)
+            front.signal(signal.SIGTERM)
+            wait_for(lambda: health_status(front.address) != "SERVING", 5, "draining")
+            with pytest.raises(Unavailable):
+                c.predict(MODEL, "hi", max_tokens=2)
+            rest = list(stream)
+        assert rest[-1].finish_reason == "length", "the stream in flight finished"
+        assert front.process.wait(timeout=10) == 0
+    finally:
+        front.stop()
+        predictor.stop()
