@@ -330,6 +330,16 @@ def test_predictor_serves_tls_and_api_keys(logs, certs) -> None:
             call(client, "unary")
         with Client(predictor.address, tls_ca=str(certs.ca), api_key="predictor-key") as c:
             assert call(c, "unary").strip()
+        # The gateway reaches it over TLS with the predictor's key, from its backend table.
+        options = f'tls_ca = "{certs.ca}"\napi_key_env = "PREDICTOR_KEY"'
+        config = mesh_config(predictor.address, llama_options=options)
+        front = with_env(gateway(logs, config, "gw-to-tls"), PREDICTOR_KEY="predictor-key")
+        try:
+            front.start(needs=(predictor,))
+            with Client(front.address) as c:
+                assert call(c, "unary").strip() and call(c, "stream").strip()
+        finally:
+            front.stop()
     finally:
         predictor.stop()
 
