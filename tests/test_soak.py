@@ -20,6 +20,7 @@ ACTIVE = "servemesh_llama_active_sequences"
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # the 10,000-request version takes about 12 minutes here
 async def test_soak_at_concurrency_64(mesh, soak_requests: int) -> None:
     rng = random.Random(0)
     gateway = psutil.Process(mesh.gateway.process.pid)
