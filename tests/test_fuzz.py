@@ -582,12 +582,11 @@ def test_not_found_for_a_long_model_name_is_readable(channel) -> None:
     assert outcome.code == grpc.StatusCode.NOT_FOUND, outcome.details
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the TorchServe text model runs prompts beyond its context_length"
-)
 def test_the_torch_model_refuses_a_prompt_beyond_its_context(client: Client) -> None:
     with pytest.raises(InvalidArgument, match="the context holds 2048"):
         client.predict(TORCH_TEXT, "word " * 2100, max_tokens=1)
+    with pytest.raises(InvalidArgument, match=r"max_tokens \d+ at most"):
+        client.predict(TORCH_TEXT, "word " * 2030, max_tokens=100)
 
 
 # ---- afterwards ------------------------------------------------------------------------------

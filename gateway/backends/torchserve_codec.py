@@ -104,7 +104,11 @@ def _generation_json(
         body["messages"] = spec.messages
     else:
         body["prompt"] = spec.prompt
+    # The handler has the tokenizer, so it fits max_tokens to the context: a default shrinks
+    # to the room the prompt leaves, a requested one that does not fit is refused.
     body["max_tokens"] = spec.max_tokens or model.limits.default_max_tokens
+    body["max_tokens_requested"] = spec.max_tokens is not None
+    body["context_length"] = model.limits.context_length
     s = spec.sampling
     body |= {
         "temperature": s.temperature,

@@ -1,8 +1,10 @@
 """TorchServe handler: SmolLM2-135M-Instruct text generation with transformers, streamed.
 
 The weights are the same GGUF file the llama predictor runs, dequantized by transformers.
-Input `request`: JSON {"prompt" | "messages", "max_tokens", "temperature", "top_p", "top_k",
-"seed", "repeat_penalty", "stop", "stream"}, already checked by the gateway. With "stream"
+Input `request`: JSON {"prompt" | "messages", "max_tokens", "max_tokens_requested",
+"context_length", "temperature", "top_p", "top_k", "seed", "repeat_penalty", "stop",
+"stream"}, already checked by the gateway, except for what needs the tokenizer: the prompt's
+length against the context. With "stream"
 true, every new piece of text goes out as a TorchServe intermediate response
 {"text", "token_count"}; the last response adds "finish_reason" and "usage".
 """
@@ -70,7 +72,7 @@ class TextGeneration:
         temperature = float(request.get("temperature", 0.8))
         if request.get("seed") is not None:
             torch.manual_seed(int(request["seed"]))
-        max_tokens = int(request.get("max_tokens", 256))
+        max_tokens = _fit_max_tokens(int(ids.shape[1]), request)
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=ids,
@@ -103,3 +105,24 @@ class TextGeneration:
         else:
             final |= {"text": "".join(deltas.text)}
         return to_json(final)
+
+
+def _fit_max_tokens(prompt_tokens: int, request: dict[str, Any]) -> int:
+    """max_tokens for this prompt, with the llama predictor's rules and wording: a default is
+    cut to the room the context leaves, a requested value that does not fit is refused."""
+    max_tokens = int(request.get("max_tokens", 256))
+    context = int(request.get("context_length", 0))
+    if not context:
+        return max_tokens
+    room = context - prompt_tokens
+    if room < 1:
+        raise BadInput(
+            f"the prompt has {prompt_tokens} tokens; the context holds {context}, so it must "
+            f"have at most {context - 1} to leave room for an answer"
+        )
+    if max_tokens > room and request.get("max_tokens_requested"):
+        raise BadInput(
+            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}; together "
+            f"they must fit the context of {context} tokens (max_tokens {room} at most)"
+        )
+    return min(max_tokens, room)
