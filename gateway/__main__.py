@@ -6,6 +6,8 @@ import asyncio
 import logging
 import sys
 
+import prometheus_client
+
 from gateway.backends import make_backend
 from gateway.config import ConfigError, load_config
 from gateway.health import HealthFollower
@@ -38,6 +40,8 @@ async def serve(settings: GatewaySettings) -> None:
         GatewayServicer(router, config.limits), server.grpc
     )
     health = HealthFollower(server, router, overall=["", SERVICE_NAME])
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
     await server.start()
     await health.start()
     log.info("routing %s", ", ".join(f"{r.model} -> {r.backend.name}" for r in router.routes))

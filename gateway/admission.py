@@ -9,6 +9,7 @@ import collections
 import contextlib
 from collections.abc import AsyncIterator
 
+from gateway import metrics
 from servemesh.errors import ResourceExhausted
 
 
@@ -20,6 +21,8 @@ class Admission:
         self._max_concurrency, self._max_queue = max_concurrency, max_queue
         self._running = 0
         self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._running_gauge = metrics.BACKEND_RUNNING.labels(backend)
+        self._waiting_gauge = metrics.BACKEND_WAITING.labels(backend)
 
     @property
     def running(self) -> int:
@@ -37,10 +40,13 @@ class Admission:
             await self._wait_in_line()
         else:
             self._running += 1
+        self._running_gauge.set(self._running)
         try:
             yield
         finally:
             self._release()
+            self._running_gauge.set(self._running)
+            self._waiting_gauge.set(len(self._waiting))
 
     async def _wait_in_line(self) -> None:
         if len(self._waiting) >= self._max_queue:
@@ -53,6 +59,7 @@ class Admission:
             )
         turn = asyncio.get_running_loop().create_future()
         self._waiting.append(turn)
+        self._waiting_gauge.set(len(self._waiting))
         try:
             await turn  # _release hands its slot over: _running stays counted
         except BaseException:

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterator, Seque
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gateway import metrics
 from servemesh.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -96,11 +97,14 @@ class ReplicaSet:
     @contextlib.contextmanager
     def in_flight(self, replica: Replica) -> Iterator[None]:
         """Counts a call as outstanding on `replica` while it runs."""
+        gauge = metrics.REPLICA_OUTSTANDING.labels(self._backend, replica.address)
         replica.outstanding += 1
+        gauge.set(replica.outstanding)
         try:
             yield
         finally:
             replica.outstanding -= 1
+            gauge.set(replica.outstanding)
 
     async def serving_changes(self) -> AsyncIterator[bool]:
         """Yields whether any replica serves, now and after every change; never ends."""
@@ -149,11 +153,15 @@ class ReplicaSet:
         for address in addresses:
             if address not in self._replicas:
                 replica = Replica(address, self._open_channel(address))
+                metrics.REPLICA_SERVING.labels(self._backend, address).set(0)
                 replica.watcher = asyncio.create_task(self._watch(replica), name=address)
                 self._replicas[address] = replica
                 log.info("backend %s: replica %s added", self._backend, address)
         for address in [a for a in self._replicas if a not in addresses]:
             replica = self._replicas.pop(address)
+            for gauge in (metrics.REPLICA_SERVING, metrics.REPLICA_OUTSTANDING):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(self._backend, address)
             log.info("backend %s: replica %s removed (no longer resolved)", self._backend, address)
             if replica.watcher:
                 replica.watcher.cancel()
@@ -185,5 +193,6 @@ class ReplicaSet:
         replica.state = state
         if serving != replica.serving:
             replica.serving = serving
+            metrics.REPLICA_SERVING.labels(self._backend, replica.address).set(int(serving))
             log.info("backend %s: replica %s is %s", self._backend, replica.address, state)
             await self._notify()

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import grpc
 
+from gateway import metrics
 from gateway.config import RequestLimits
 from gateway.limits import check_request
 from gateway.router import Route, Router
-from servemesh.errors import Unavailable, from_rpc_error
+from servemesh.errors import ServemeshError, Unavailable, from_rpc_error
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
@@ -36,24 +39,26 @@ class GatewayServicer(pb_grpc.PredictionServiceServicer):
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
-        route = self._forwarded(request)
-        async with route.backend.admission.slot():  # waiting counts against the deadline
-            response = await route.backend.predict(request, context.time_remaining())
+        with _counted("Predict") as call:
+            route = call.route = self._forwarded(request)
+            async with route.backend.admission.slot():  # waiting counts against the deadline
+                response = await route.backend.predict(request, context.time_remaining())
         response.model = route.model
         return response
 
     async def PredictStream(
         self, request: pb.PredictStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.PredictStreamResponse]:
-        route = self._forwarded(request)
-        async with route.backend.admission.slot():  # held for the whole stream
-            stream = route.backend.predict_stream(request, context.time_remaining())
-            try:
-                async for response in stream:
-                    response.model = route.model
-                    yield response
-            finally:
-                await stream.aclose()  # type: ignore[attr-defined]
+        with _counted("PredictStream") as call:
+            route = call.route = self._forwarded(request)
+            async with route.backend.admission.slot():  # held for the whole stream
+                stream = route.backend.predict_stream(request, context.time_remaining())
+                try:
+                    async for response in stream:
+                        response.model = route.model
+                        yield response
+                finally:
+                    await stream.aclose()  # type: ignore[attr-defined]
 
     async def _describe(self, route: Route, timeout: float | None) -> model_pb2.ModelInfo:
         timeout = DESCRIBE_TIMEOUT_S if timeout is None else min(timeout, DESCRIBE_TIMEOUT_S)
@@ -80,3 +85,32 @@ class GatewayServicer(pb_grpc.PredictionServiceServicer):
     ) -> pb.GetModelResponse:
         route = self._router.route(request.name)
         return pb.GetModelResponse(model=await self._describe(route, context.time_remaining()))
+
+
+@dataclass
+class _Call:
+    route: Route | None = None
+
+
+@contextlib.contextmanager
+def _counted(method: str) -> Iterator[_Call]:
+    """Counts a call by model and status code once it ends. The model label is the routed
+    name, or "" for a name that routes nowhere: a label per name a client makes up would
+    grow without bound."""
+    call, code = _Call(), "OK"
+    try:
+        yield call
+    except ServemeshError as error:
+        code = error.code.name
+        raise
+    except grpc.aio.AioRpcError as error:
+        code = error.code().name
+        raise
+    except (asyncio.CancelledError, GeneratorExit):  # the caller went away
+        code = "CANCELLED"
+        raise
+    except Exception:
+        code = "INTERNAL"
+        raise
+    finally:
+        metrics.CALLS.labels(call.route.model if call.route else "", method, code).inc()

@@ -14,6 +14,7 @@ from runtime.settings import add_server_flags, env, server_settings
 class GatewaySettings:
     server: ServerSettings
     config_path: str
+    metrics_port: int
     log_level: str
 
 
@@ -24,10 +25,17 @@ def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
     p.add_argument(
         "--config", default=env(e + "CONFIG", "deploy/mesh.toml"), help="mesh config (TOML)"
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env(e + "METRICS_PORT", "9151")),
+        help="Prometheus metrics on http://127.0.0.1:PORT/metrics; 0 turns them off",
+    )
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
     a = p.parse_args(argv)
     return GatewaySettings(
         server=server_settings(p, a, e),
         config_path=a.config,
+        metrics_port=a.metrics_port,
         log_level=a.log_level,
     )

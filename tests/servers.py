@@ -72,6 +72,7 @@ class ServerProcess:
         self.name, self.command, self.address = name, command, address
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.metrics: Metrics | None = None  # its Prometheus metrics, where it has them
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -236,7 +237,7 @@ def gateway(log_dir: Path, config: str, name: str = "gateway") -> ServerProcess:
     """A gateway process (not started) with the given mesh configuration."""
     config_path = log_dir / f"{name}.toml"
     config_path.write_text(config)
-    port = free_port()
+    port, metrics_port = free_ports(2)
     command = [
         sys.executable,
         "-m",
@@ -247,8 +248,12 @@ def gateway(log_dir: Path, config: str, name: str = "gateway") -> ServerProcess:
         str(config_path),
         "--grace-s",
         "2",
+        "--metrics-port",
+        str(metrics_port),
     ]
-    return ServerProcess(name, command, f"127.0.0.1:{port}", log_dir)
+    process = ServerProcess(name, command, f"127.0.0.1:{port}", log_dir)
+    process.metrics = Metrics(metrics_port)
+    return process
 
 
 class Metrics:

@@ -129,6 +129,11 @@ async def test_a_killed_replica_fails_only_its_streams_and_comes_back(replicas: 
     assert broken, "some streams ran on the killed replica"
     assert {code for _, code in broken} == {"UNAVAILABLE"}
     assert max(delay for delay, _ in broken) < 1.0, f"streams ended late: {broken}"
+    seen = replicas.gateway.metrics.read()  # the gateway's own view of it
+    victim_label = f"backend=llama,replica={victim.address}"
+    assert seen[f"servemesh_gateway_replica_serving{{{victim_label}}}"] == 0
+    assert seen["servemesh_gateway_retries_total{backend=llama}"] >= 1
+    assert seen.get(f"servemesh_gateway_calls_total{{code=OK,method=Predict,model={MODEL}}}")
 
     victim.process.wait()
     victim.start(needs=(survivor,))

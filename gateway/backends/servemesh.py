@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from gateway import metrics
 from gateway.backends.base import Backend
 from gateway.backends.channels import open_channel
 from gateway.config import BackendConfig, ConfigError, ModelConfig
@@ -97,6 +98,7 @@ class ServemeshBackend(Backend):
                     tried.append(replica)
                     if not self._may_retry(error, len(tried), deadline):
                         raise
+                    metrics.RETRIES.labels(self.name).inc()
                     log.info(
                         "backend %s: retrying on another replica after %s from %s: %s",
                         self.name,
@@ -133,6 +135,7 @@ class ServemeshBackend(Backend):
                 except grpc.aio.AioRpcError as error:
                     tried.append(replica)
                     if relayed == 0 and self._may_retry(error, len(tried), deadline):
+                        metrics.RETRIES.labels(self.name).inc()
                         continue
                     if relayed and error.code() == _UNAVAILABLE:
                         raise Unavailable(

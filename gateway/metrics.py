@@ -1,0 +1,35 @@
+"""Prometheus metrics of the gateway: calls by model and outcome, retries, and what each
+backend's replicas and concurrency limit are doing."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+CALLS = Counter(
+    "servemesh_gateway_calls",
+    "Predict and PredictStream calls that ended, by model, method and status code.",
+    ["model", "method", "code"],
+)
+RETRIES = Counter(
+    "servemesh_gateway_retries",
+    "Calls sent again to another replica after UNAVAILABLE.",
+    ["backend"],
+)
+REPLICA_SERVING = Gauge(
+    "servemesh_gateway_replica_serving",
+    "1 while a replica serves (grpc.health.v1 Watch), 0 while it is out.",
+    ["backend", "replica"],
+)
+REPLICA_OUTSTANDING = Gauge(
+    "servemesh_gateway_replica_outstanding",
+    "Calls in flight on a replica: what least-outstanding balancing compares.",
+    ["backend", "replica"],
+)
+BACKEND_RUNNING = Gauge(
+    "servemesh_gateway_backend_running", "Calls a backend runs now.", ["backend"]
+)
+BACKEND_WAITING = Gauge(
+    "servemesh_gateway_backend_waiting",
+    "Calls waiting for a slot of a backend's max_concurrency.",
+    ["backend"],
+)
