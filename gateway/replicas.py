@@ -49,7 +49,7 @@ class ReplicaSet:
         targets: Sequence[str],
         open_channel: Callable[[str], grpc.aio.Channel],
         resolve_interval_s: float = 10.0,
-        metadata: tuple[tuple[str, str], ...] | None = None,
+        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self._backend = backend
         self._metadata = metadata  # sent on health calls too: a replica may want its key

@@ -16,9 +16,9 @@ from grpc_reflection.v1alpha import reflection
 from runtime.auth import OPEN_SERVICES, ApiKeys, AuthInterceptor
 from runtime.errors import ErrorInterceptor
 from runtime.tls import server_credentials
+from servemesh.channel import MAX_MESSAGE_BYTES  # one limit for servers and clients alike
 
 log = logging.getLogger(__name__)
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 
+import grpc
+
 from gateway.admission import Admission
+from gateway.backends.channels import open_channel
 from gateway.config import BackendConfig, ModelConfig
 from runtime.server import MAX_MESSAGE_BYTES
 from servemesh.v1 import model_pb2
@@ -27,7 +30,7 @@ class Backend(ABC):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.config = config
-        self.max_message_bytes = max_message_bytes  # the gateway's own, on its channels too
+        self._max_message_bytes = max_message_bytes  # the gateway's own, on its channels too
         self.name = config.name
         self.models = {m.backend_model: m for m in models}
         self.admission = Admission(
@@ -35,6 +38,11 @@ class Backend(ABC):
             max_concurrency=int(config.options.get("max_concurrency", 0)),
             max_queue=int(config.options.get("max_queue", 0)),
         )
+
+    def _channel(self, address: str) -> grpc.aio.Channel:
+        """A channel to one of the backend's addresses, with its TLS options and the
+        gateway's message size."""
+        return open_channel(address, self.config.options, self._max_message_bytes)
 
     @abstractmethod
     async def predict(

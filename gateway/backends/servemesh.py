@@ -15,11 +15,11 @@ from google.protobuf.message import Message
 
 from gateway import metrics
 from gateway.backends.base import Backend
-from gateway.backends.channels import open_channel
 from gateway.config import BackendConfig, ConfigError, ModelConfig
 from gateway.replicas import Replica, ReplicaSet
 from gateway.retry_budget import RetryBudget
 from runtime.server import MAX_MESSAGE_BYTES
+from servemesh.channel import auth_metadata
 from servemesh.errors import Unavailable
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
@@ -50,7 +50,7 @@ class ServemeshBackend(Backend):
         self._replicas = ReplicaSet(
             config.name,
             config.targets,
-            lambda address: open_channel(address, options, max_message_bytes),
+            self._channel,
             resolve_interval_s=float(options.get("resolve_interval_s", 10.0)),
             metadata=self._metadata,
         )
@@ -59,10 +59,6 @@ class ServemeshBackend(Backend):
         self._stubs: weakref.WeakKeyDictionary[Replica, pb_grpc.PredictionServiceStub] = (
             weakref.WeakKeyDictionary()
         )
-
-    @property
-    def replicas(self) -> ReplicaSet:
-        return self._replicas
 
     def _stub(self, replica: Replica) -> pb_grpc.PredictionServiceStub:
         stub = self._stubs.get(replica)
@@ -161,15 +157,15 @@ class ServemeshBackend(Backend):
         await self._replicas.close()
 
 
-def _api_key_metadata(config: BackendConfig) -> tuple[tuple[str, str], ...] | None:
+def _api_key_metadata(config: BackendConfig) -> tuple[tuple[str, str], ...]:
     """The key the backend wants, from the environment variable its `api_key_env` names."""
     name = config.options.get("api_key_env")
     if not name:
-        return None
+        return ()
     key = os.environ.get(name)
     if not key:
         raise ConfigError(f"backends.{config.name}.api_key_env names {name}, which is not set")
-    return (("authorization", f"Bearer {key}"),)
+    return auth_metadata(key)
 
 
 def _remaining(deadline: float | None) -> float | None:

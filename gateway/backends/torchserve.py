@@ -18,7 +18,6 @@ import grpc
 from google.protobuf import empty_pb2
 
 from gateway.backends.base import Backend
-from gateway.backends.channels import open_channel
 from gateway.backends.torchserve_codec import (
     Task,
     TorchServeModel,
@@ -110,8 +109,8 @@ class TorchServeBackend(Backend):
             management_target = config.options["management_target"]
         except KeyError:
             raise ConfigError(f"backends.{config.name} needs management_target") from None
-        self._inference_channel = open_channel(config.target, config.options, max_message_bytes)
-        self._management_channel = open_channel(management_target, config.options)
+        self._inference_channel = self._channel(config.target)
+        self._management_channel = self._channel(management_target)
         self._inference = inference_pb2_grpc.InferenceAPIsServiceStub(self._inference_channel)
         self._management = management_pb2_grpc.ManagementAPIsServiceStub(self._management_channel)
         self._keys = KeyFile(config.options.get("key_file", ""))
