@@ -7,6 +7,8 @@ Same model (SmolLM2-135M-Instruct Q4_1), threads, prompts and max_tokens, greedy
    (benchmarks/build_llama_server.sh; optional);
 4. the servemesh gateway in front of the llama predictor (from `make up`), and the
    predictor alone at one stream, to show what the gateway costs.
+llama-server, the gateway and the predictor run in alternating rounds at each concurrency
+(`--rounds`), so that this machine's drift in speed during the run falls on all of them alike.
 Prints the table and the ratios, writes JSON and a PNG of the concurrency sweep. Runs in the
 bench environment (`make bench`).
 """
@@ -137,29 +139,48 @@ def llama_server(binary: str, threads: int, slots: int, port: int) -> list[str]:
     ]
 
 
+async def head_to_head(
+    targets: list[Target], concurrency: int, args: argparse.Namespace
+) -> list[Row]:
+    """The close comparisons, in alternating rounds (A B, then B A, ...): a drift of this
+    machine's speed during the run then falls on every system alike. Each system's rounds are
+    pooled: all its requests, over the sum of its run times."""
+    pooled: dict[str, tuple[list[RequestResult], list[float]]] = {t.name: ([], []) for t in targets}
+    for round_ in range(args.rounds):
+        for target in targets if round_ % 2 == 0 else targets[::-1]:
+            results, duration = await run(
+                target,
+                workload(args, concurrency),
+                concurrency,
+                None,
+                args.seed,
+                f"{target.name} c={concurrency} round {round_ + 1}/{args.rounds}",
+            )
+            pooled[target.name][0].extend(results)
+            pooled[target.name][1].append(duration)
+    rows = []
+    for name, (results, durations) in pooled.items():
+        summary = summarize(results, sum(durations))
+        per_round = len(results) // len(durations)
+        summary["rounds_output_tok_s"] = [
+            summarize(results[i * per_round : (i + 1) * per_round], d)["output_tok_s"]
+            for i, d in enumerate(durations)
+        ]
+        rows.append((name, concurrency, summary))
+    return rows
+
+
+def workload(args: argparse.Namespace, concurrency: int) -> list[BenchRequest]:
+    n = max(args.min_prompts, 2 * concurrency)
+    return Workload(n, (args.input_words,) * 2, (args.output_tokens,) * 2, args.seed).requests()
+
+
 async def measure(args: argparse.Namespace) -> list[Row]:
-    rows: list[Row] = []
-
-    async def sweep(target: Target, levels: list[int]) -> None:
-        try:
-            for concurrency in levels:
-                n = max(args.min_prompts, 2 * concurrency)
-                requests = Workload(
-                    n, (args.input_words,) * 2, (args.output_tokens,) * 2, args.seed
-                ).requests()
-                results, duration = await run(
-                    target, requests, concurrency, None, args.seed, f"{target.name} c={concurrency}"
-                )
-                rows.append((target.name, concurrency, summarize(results, duration)))
-        finally:
-            await target.close()
-
-    requests = Workload(
-        args.min_prompts, (args.input_words,) * 2, (args.output_tokens,) * 2, args.seed
-    ).requests()
+    requests = workload(args, 1)
     started = time.perf_counter()
     results = measure_in_process(requests, args.threads)
-    rows.append((RAW, 1, summarize(results, time.perf_counter() - started)))
+    rows: list[Row] = [(RAW, 1, summarize(results, time.perf_counter() - started))]
+    # llama_cpp.server serves one request at a time, far behind the others: one round.
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(
@@ -167,27 +188,46 @@ async def measure(args: argparse.Namespace) -> list[Row]:
         f"{url}/v1/models",
         args.out.parent / "llama_cpp_server.log",
     )
+    target: Target = OpenAITarget(url, MODEL, SERVER)
     try:
-        await sweep(OpenAITarget(url, MODEL, SERVER), args.concurrency)
+        for concurrency in args.concurrency:
+            results, duration = await run(
+                target,
+                workload(args, concurrency),
+                concurrency,
+                None,
+                args.seed,
+                f"{SERVER} c={concurrency}",
+            )
+            rows.append((SERVER, concurrency, summarize(results, duration)))
     finally:
+        await target.close()
         server.terminate()
         server.wait(timeout=30)
-    for slots in args.concurrency if args.llama_server else []:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = start_server(
-            llama_server(args.llama_server, args.threads, slots, port),
-            f"{url}/health",
-            args.out.parent / "llama_server.log",
-        )
+    for concurrency in args.concurrency:
+        targets: list[Target] = [ServemeshTarget(args.gateway, MODEL, GATEWAY)]
+        if concurrency == 1:
+            targets.append(ServemeshTarget(args.predictor, MODEL, PREDICTOR))
+        server = None
+        if args.llama_server:
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            server = start_server(
+                llama_server(args.llama_server, args.threads, concurrency, port),
+                f"{url}/health",
+                args.out.parent / "llama_server.log",
+            )
+            targets.insert(0, OpenAITarget(url, MODEL, LLAMA_SERVER))
         try:
-            await sweep(OpenAITarget(url, MODEL, LLAMA_SERVER), [slots])
+            rows += await head_to_head(targets, concurrency, args)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-    await sweep(ServemeshTarget(args.predictor, MODEL, PREDICTOR), [1])
-    await sweep(ServemeshTarget(args.gateway, MODEL, GATEWAY), args.concurrency)
-    return rows
+            for target in targets:
+                await target.close()
+            if server:
+                server.terminate()
+                server.wait(timeout=30)
+    order = [RAW, SERVER, LLAMA_SERVER, PREDICTOR, GATEWAY]
+    return sorted(rows, key=lambda row: (order.index(row[0]), row[1]))
 
 
 def ratios(rows: list[Row]) -> list[str]:
@@ -218,6 +258,13 @@ def main() -> None:
     p.add_argument("--output-tokens", type=int, default=128)
     p.add_argument("--min-prompts", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="alternating rounds of llama-server, the gateway and the predictor at each "
+        "concurrency (A B, B A, ...); their requests are pooled",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "run" / "bench" / "llm.json")
     p.add_argument("--plot", type=Path, default=ROOT / "run" / "bench" / "llm_sweep.png")
     args = p.parse_args()
