@@ -6,61 +6,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
-from servemesh.channel import (
-    DEFAULT,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_TARGET,
-    DEFAULT_TIMEOUT_S,
-    MAX_MESSAGE_BYTES,
-    Timeout,
-    auth_metadata,
-    channel_options,
-    client_credentials,
-    resolve_timeout,
-)
+from servemesh.channel import DEFAULT, ClientBase, Timeout, resolve_timeout
 from servemesh.errors import from_rpc_error
 from servemesh.requests import build_request
 from servemesh.types import Model, Prediction, StreamChunk
 from servemesh.v1 import prediction_service_pb2 as pb
-from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """Calls a servemesh gateway or predictor from asyncio; `async with` closes it."""
 
-    def __init__(
-        self,
-        target: str = DEFAULT_TARGET,
-        *,
-        timeout: float | None = DEFAULT_TIMEOUT_S,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-        api_key: str | None = None,
-        tls: bool = False,
-        tls_ca: str | None = None,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
-        tls_server_name: str | None = None,
-        max_message_bytes: int = MAX_MESSAGE_BYTES,
-        credentials: grpc.ChannelCredentials | None = None,
-    ) -> None:
-        """`api_key` goes with every call as `authorization: Bearer KEY`. TLS is on when
-        `tls` is true or a TLS file is named: `tls_ca` is the CA that signed the server's
-        certificate (default: the system's), `tls_cert` and `tls_key` a client certificate
-        for servers that require one (mTLS). `credentials` are ready-made channel
-        credentials instead."""
-        self._metadata = auth_metadata(api_key)
-        options = channel_options(max_attempts, max_message_bytes, tls_server_name)
-        secure = client_credentials(credentials, tls, tls_ca, tls_cert, tls_key)
-        self._channel = (
-            grpc.aio.secure_channel(target, secure, options)
-            if secure
-            else grpc.aio.insecure_channel(target, options)
-        )
-        self._stub = pb_grpc.PredictionServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._timeout = timeout
+    _grpc = grpc.aio
 
     async def predict(
         self, model: str, prompt: str | None = None, *, timeout: Timeout = DEFAULT, **kwargs: Any

@@ -4,9 +4,13 @@ TLS credentials and the API key."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 import grpc
+from grpc_health.v1 import health_pb2_grpc
+
+from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_TIMEOUT_S = 60.0
@@ -131,3 +135,42 @@ Timeout = float | None | _Default
 def resolve_timeout(timeout: Timeout, default: float | None) -> float | None:
     """The deadline in seconds for one call, or None for none."""
     return default if isinstance(timeout, _Default) else timeout
+
+
+class ClientBase:
+    """The channel, stubs, default deadline and key of a client. `Client` and `AsyncClient`
+    differ only in the gRPC API their channel comes from (`_grpc`: grpc or grpc.aio)."""
+
+    _grpc: ClassVar[ModuleType]
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        api_key: str | None = None,
+        tls: bool = False,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_server_name: str | None = None,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        """`api_key` goes with every call as `authorization: Bearer KEY`. TLS is on when
+        `tls` is true or a TLS file is named: `tls_ca` is the CA that signed the server's
+        certificate (default: the system's), `tls_cert` and `tls_key` a client certificate
+        for servers that require one (mTLS). `credentials` are ready-made channel
+        credentials instead."""
+        self._metadata = auth_metadata(api_key)
+        options = channel_options(max_attempts, max_message_bytes, tls_server_name)
+        secure = client_credentials(credentials, tls, tls_ca, tls_cert, tls_key)
+        self._channel = (
+            self._grpc.secure_channel(target, secure, options)
+            if secure
+            else self._grpc.insecure_channel(target, options)
+        )
+        self._stub = pb_grpc.PredictionServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._timeout = timeout
