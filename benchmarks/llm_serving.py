@@ -139,14 +139,14 @@ def llama_server(binary: str, threads: int, slots: int, port: int) -> list[str]:
     ]
 
 
-async def head_to_head(
-    targets: list[Target], concurrency: int, args: argparse.Namespace
+async def in_rounds(
+    targets: list[Target], concurrency: int, rounds: int, args: argparse.Namespace
 ) -> list[Row]:
-    """The close comparisons, in alternating rounds (A B, then B A, ...): a drift of this
-    machine's speed during the run then falls on every system alike. Each system's rounds are
-    pooled: all its requests, over the sum of its run times."""
+    """Runs the workload on each target in alternating rounds (A B, then B A, ...): a drift of
+    this machine's speed during the run then falls on every system alike. Each system's rounds
+    are pooled: all its requests, over the sum of its run times."""
     pooled: dict[str, tuple[list[RequestResult], list[float]]] = {t.name: ([], []) for t in targets}
-    for round_ in range(args.rounds):
+    for round_ in range(rounds):
         for target in targets if round_ % 2 == 0 else targets[::-1]:
             results, duration = await run(
                 target,
@@ -154,7 +154,7 @@ async def head_to_head(
                 concurrency,
                 None,
                 args.seed,
-                f"{target.name} c={concurrency} round {round_ + 1}/{args.rounds}",
+                f"{target.name} c={concurrency} round {round_ + 1}/{rounds}",
             )
             pooled[target.name][0].extend(results)
             pooled[target.name][1].append(duration)
@@ -191,15 +191,7 @@ async def measure(args: argparse.Namespace) -> list[Row]:
     target: Target = OpenAITarget(url, MODEL, SERVER)
     try:
         for concurrency in args.concurrency:
-            results, duration = await run(
-                target,
-                workload(args, concurrency),
-                concurrency,
-                None,
-                args.seed,
-                f"{SERVER} c={concurrency}",
-            )
-            rows.append((SERVER, concurrency, summarize(results, duration)))
+            rows += await in_rounds([target], concurrency, 1, args)
     finally:
         await target.close()
         server.terminate()
@@ -219,7 +211,7 @@ async def measure(args: argparse.Namespace) -> list[Row]:
             )
             targets.insert(0, OpenAITarget(url, MODEL, LLAMA_SERVER))
         try:
-            rows += await head_to_head(targets, concurrency, args)
+            rows += await in_rounds(targets, concurrency, args.rounds, args)
         finally:
             for target in targets:
                 await target.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+from servemesh.bench.targets import new_tokens
 from tests.servers import BIN, MODEL
 
 
@@ -64,3 +65,36 @@ def test_bench_counts_errors_by_status_code(mesh, tmp_path) -> None:
     assert result.returncode == 1
     (row,) = json.loads(out.read_text())["results"]
     assert row["errors"] == {"NOT_FOUND": 3} and row["completed"] == 0
+
+
+# Shaped as llama.cpp's llama-server streams a completion (recorded with max_tokens=4, cut to
+# two tokens and to the fields the count reads): a chunk a token, then one with the finish
+# reason and the usage. The empty second text stands for a token that ends inside a character.
+LLAMA_SERVER_CHUNKS = [
+    {"choices": [{"text": ",", "index": 0, "finish_reason": None}]},
+    {"choices": [{"text": "", "index": 0, "finish_reason": None}]},  # inside a character
+    {
+        "choices": [{"text": "", "index": 0, "finish_reason": "length"}],
+        "usage": {"completion_tokens": 2, "prompt_tokens": 2, "total_tokens": 4},
+    },
+]
+
+
+def _count(chunks: list[dict]) -> int:
+    counted = 0
+    for chunk in chunks:
+        counted += new_tokens(chunk, counted)
+    return counted
+
+
+def test_openai_stream_counts_tokens_not_chunks() -> None:
+    assert _count(LLAMA_SERVER_CHUNKS) == 2
+    # Without usage the final chunk counts only when it carries text (a held-back stop
+    # candidate, say).
+    final = {"choices": [{"text": "", "finish_reason": "stop"}]}
+    assert _count([*LLAMA_SERVER_CHUNKS[:2], final]) == 2
+    final_with_text = {"choices": [{"text": "!", "finish_reason": "stop"}]}
+    assert _count([*LLAMA_SERVER_CHUNKS[:2], final_with_text]) == 3
+    # Usage that reports more tokens than chunks came (a server that merged some) wins.
+    merged = [LLAMA_SERVER_CHUNKS[0], {**LLAMA_SERVER_CHUNKS[2], "usage": {"completion_tokens": 5}}]
+    assert _count(merged) == 5

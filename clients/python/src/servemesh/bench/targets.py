@@ -42,8 +42,9 @@ class ServemeshTarget:
 
 
 class OpenAITarget:
-    """POST /v1/completions with stream=true; each server-sent chunk carries one token (its
-    text may be empty, for a token that ends inside a character)."""
+    """POST /v1/completions with stream=true; a chunk carries one token (its text may be
+    empty, for a token that ends inside a character), except the last, which carries the
+    finish reason and, from some servers, the usage."""
 
     def __init__(self, base_url: str, model: str, name: str = "") -> None:
         import httpx  # the bench extra: only the benchmark needs an HTTP client
@@ -60,16 +61,33 @@ class OpenAITarget:
             "temperature": 0,
             "stream": True,
         }
+        counted = 0
         async with self._http.stream("POST", "/v1/completions", json=body) as response:
             response.raise_for_status()
             async for line in response.aiter_lines():
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
-                if json.loads(line[6:]).get("choices"):
-                    yield 1
+                new = new_tokens(json.loads(line[6:]), counted)
+                if new:
+                    counted += new
+                    yield new
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def new_tokens(chunk: dict[str, Any], counted: int) -> int:
+    """How many tokens a streamed completions chunk adds to the `counted` so far. The last
+    chunk (with a finish reason) adds a token only where the server's usage says one is
+    still missing, or, without usage, where it carries text: counting it as one more token
+    credited llama-server with 129 tokens for 128."""
+    choices = chunk.get("choices") or []
+    if choices and choices[0].get("finish_reason") is None:
+        return 1
+    usage = chunk.get("usage") or {}
+    if "completion_tokens" in usage:
+        return max(int(usage["completion_tokens"]) - counted, 0)
+    return 1 if choices and choices[0].get("text") else 0
 
 
 def make_target(url: str, model: str, name: str = "", **client_options: Any) -> Target:
