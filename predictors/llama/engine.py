@@ -264,6 +264,8 @@ class LlamaEngine:
                     reason = seq.finish_reason
                     outbox.put(seq.job, Finished(reason, len(seq.prompt), seq.completion))
                     self._release(seq, running, free_ids, cached, reason.value)
+            # A prompt's first token goes out now, not after the step's other prompt chunks.
+            outbox.send()
 
     def _collect(self, waiting: collections.deque[_Job], block: bool) -> None:
         """Moves newly submitted jobs into `waiting`; waits for one when there is no work."""
