@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 from PIL import Image
@@ -53,6 +54,15 @@ async def run(call: Call, requests: int, concurrency: int) -> dict[str, float]:
     }
 
 
+def median_run(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """The run with the median throughput, whole (its latencies belong to it), and every
+    round's throughput."""
+    ordered = sorted(runs, key=lambda r: r["requests_per_s"])
+    return ordered[len(ordered) // 2] | {
+        "rounds_requests_per_s": [r["requests_per_s"] for r in runs]
+    }
+
+
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--gateway", default="localhost:50051")
@@ -82,26 +92,30 @@ async def main() -> None:
             await run(call, 8, 4)
         results: dict[str, dict[str, dict[str, float]]] = {}
         for concurrency in a.concurrency:
-            for name, call in systems.items():
-                print(
-                    f"{name}, concurrency {concurrency}: {a.requests} requests...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                results.setdefault(str(concurrency), {})[name] = await run(
-                    call, a.requests, concurrency
-                )
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
+            names = list(systems)
+            for round_ in range(a.rounds):  # A B, B A, ...: drift falls on both alike
+                for name in names if round_ % 2 == 0 else names[::-1]:
+                    print(
+                        f"{name}, concurrency {concurrency}, round {round_ + 1}/{a.rounds}: "
+                        f"{a.requests} requests...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    runs[name].append(await run(systems[name], a.requests, concurrency))
+            results[str(concurrency)] = {name: median_run(r) for name, r in runs.items()}
     await channel.close()
 
     print(f"\n{MODEL}, one JPEG photo, {a.requests} requests a run, median of {a.rounds} runs")
     header = f"{'concurrency':>11} {'system':26} {'req/s':>8} {'p50 ms':>8} {'p90 ms':>8}"
-    print(f"{header} {'vs direct':>10}")
+    print(f"{header} {'vs direct':>10}  rounds req/s")
     for concurrency, by_system in results.items():
         direct = by_system["TorchServe gRPC, direct"]["requests_per_s"]
         for name, r in by_system.items():
             print(
                 f"{concurrency:>11} {name:26} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} "
-                f"{r['p90_ms']:8.1f} {r['requests_per_s'] / direct:10.2f}"
+                f"{r['p90_ms']:8.1f} {r['requests_per_s'] / direct:10.2f}  "
+                + " / ".join(f"{x:.1f}" for x in r["rounds_requests_per_s"])
             )
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"requests": a.requests, "results": results}, indent=2))
