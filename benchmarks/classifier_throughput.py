@@ -22,6 +22,7 @@ from PIL import Image
 from skimage import data
 
 from servemesh import AsyncClient
+from servemesh.bench.runner import alternating
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -93,16 +94,14 @@ async def main() -> None:
         results: dict[str, dict[str, dict[str, float]]] = {}
         for concurrency in a.concurrency:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
-            names = list(systems)
-            for round_ in range(a.rounds):  # A B, B A, ...: drift falls on both alike
-                for name in names if round_ % 2 == 0 else names[::-1]:
-                    print(
-                        f"{name}, concurrency {concurrency}, round {round_ + 1}/{a.rounds}: "
-                        f"{a.requests} requests...",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    runs[name].append(await run(systems[name], a.requests, concurrency))
+            for round_, name in alternating(list(systems), a.rounds):
+                print(
+                    f"{name}, concurrency {concurrency}, round {round_ + 1}/{a.rounds}: "
+                    f"{a.requests} requests...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                runs[name].append(await run(systems[name], a.requests, concurrency))
             results[str(concurrency)] = {name: median_run(r) for name, r in runs.items()}
     await channel.close()
 

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from servemesh.bench.report import Row, plot_sweep, table, write_json
-from servemesh.bench.runner import RequestResult, run
+from servemesh.bench.runner import RequestResult, alternating, run
 from servemesh.bench.stats import summarize
 from servemesh.bench.targets import OpenAITarget, ServemeshTarget, Target
 from servemesh.bench.workload import BenchRequest, Workload
@@ -142,29 +142,20 @@ def llama_server(binary: str, threads: int, slots: int, port: int) -> list[str]:
 async def in_rounds(
     targets: list[Target], concurrency: int, rounds: int, args: argparse.Namespace
 ) -> list[Row]:
-    """Runs the workload on each target in alternating rounds (A B, then B A, ...): a drift of
-    this machine's speed during the run then falls on every system alike. Each system's rounds
-    are pooled: all its requests, over the sum of its run times."""
-    pooled: dict[str, tuple[list[RequestResult], list[float]]] = {t.name: ([], []) for t in targets}
-    for round_ in range(rounds):
-        for target in targets if round_ % 2 == 0 else targets[::-1]:
-            results, duration = await run(
-                target,
-                workload(args, concurrency),
-                concurrency,
-                None,
-                args.seed,
-                f"{target.name} c={concurrency} round {round_ + 1}/{rounds}",
-            )
-            pooled[target.name][0].extend(results)
-            pooled[target.name][1].append(duration)
+    """Runs the workload on each target in alternating rounds. Each system's rounds are
+    pooled: all its requests, over the sum of its run times."""
+    runs: dict[str, list[tuple[list[RequestResult], float]]] = {t.name: [] for t in targets}
+    for round_, target in alternating(targets, rounds):
+        label = f"{target.name} c={concurrency} round {round_ + 1}/{rounds}"
+        runs[target.name].append(
+            await run(target, workload(args, concurrency), concurrency, None, args.seed, label)
+        )
     rows = []
-    for name, (results, durations) in pooled.items():
-        summary = summarize(results, sum(durations))
-        per_round = len(results) // len(durations)
+    for name, rounds_run in runs.items():
+        pooled = [result for results, _ in rounds_run for result in results]
+        summary = summarize(pooled, sum(duration for _, duration in rounds_run))
         summary["rounds_output_tok_s"] = [
-            summarize(results[i * per_round : (i + 1) * per_round], d)["output_tok_s"]
-            for i, d in enumerate(durations)
+            summarize(results, duration)["output_tok_s"] for results, duration in rounds_run
         ]
         rows.append((name, concurrency, summary))
     return rows

@@ -1,5 +1,5 @@
-"""Channel settings shared by both clients: retry policy, message sizes, default deadline,
-TLS credentials and the API key."""
+"""What both clients share: their base class, which opens the channel, and its settings
+(retry policy, message sizes, default deadline, TLS credentials and the API key)."""
 
 from __future__ import annotations
 

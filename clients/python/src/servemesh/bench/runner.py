@@ -6,11 +6,15 @@ import asyncio
 import itertools
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from servemesh.bench.targets import Target
 from servemesh.bench.workload import BenchRequest, arrival_delays
 from servemesh.errors import ServemeshError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -86,3 +90,11 @@ async def run(
     results = await asyncio.gather(*tasks)
     print(file=sys.stderr)
     return list(results), time.perf_counter() - started
+
+
+def alternating(systems: Sequence[T], rounds: int) -> Iterator[tuple[int, T]]:
+    """(round, system) in the order A B, B A, A B, ...: a drift of the machine's speed
+    during a comparison then falls on every system alike."""
+    for round_ in range(rounds):
+        for system in systems if round_ % 2 == 0 else systems[::-1]:
+            yield round_, system
