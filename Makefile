@@ -20,14 +20,15 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 LLAMA_WHEELS ?= $(HOME)/.cache/servemesh/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-native-off
 SDK_SRC := clients/python/src
 SERVEMESH_PROTOS := $(wildcard protos/servemesh/v1/*.proto)
-# TorchServe's API; its generated code is the `torchserve_grpc` package the gateway imports.
+# TorchServe's API; its generated code is the `torchserve_grpc` package the gateway imports,
+# in generated/ (a package root of its own in pyproject.toml).
 TORCHSERVE_PROTOS := $(wildcard protos/torchserve_grpc/*.proto)
 # protoc OUT_ROOT PROTOS: Python code, .pyi stubs and gRPC stubs. googleapis-common-protos
 # ships google/rpc/status.proto, which TorchServe's inference.proto imports.
 protoc = $(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
 	--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) $(2) && touch $(1)/$(3)/__init__.py
 
-.PHONY: help venv ts-venv models proto proto-check lint test bench up down status clean
+.PHONY: help venv ts-venv models proto proto-check lint unit test bench up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,16 +72,16 @@ models: $(TS_VENV)/.installed ## build the TorchServe model archives (skips the 
 	$(TS_PY) predictors/torchserve/build_models.py --store $(MODEL_STORE)
 
 proto: $(VENV)/.installed ## generate Python code from protos/ (committed; `make lint` checks it)
-	@rm -f $(SDK_SRC)/servemesh/v1/*_pb2*.py* torchserve_grpc/*_pb2*.py*
+	@rm -f $(SDK_SRC)/servemesh/v1/*_pb2*.py* generated/torchserve_grpc/*_pb2*.py*
 	$(call protoc,$(SDK_SRC),$(SERVEMESH_PROTOS),servemesh/v1)
-	$(call protoc,.,$(TORCHSERVE_PROTOS),torchserve_grpc)
+	$(call protoc,generated,$(TORCHSERVE_PROTOS),torchserve_grpc)
 
 proto-check: $(VENV)/.installed ## fail when the committed generated code differs from protos/
 	@tmp=$$(mktemp -d) && mkdir -p $$tmp/servemesh/v1 $$tmp/torchserve_grpc && \
 	$(call protoc,$$tmp,$(SERVEMESH_PROTOS),servemesh/v1) && \
 	$(call protoc,$$tmp,$(TORCHSERVE_PROTOS),torchserve_grpc) && \
 	diff -r -x __pycache__ $$tmp/servemesh/v1 $(SDK_SRC)/servemesh/v1 && \
-	diff -r -x __pycache__ $$tmp/torchserve_grpc torchserve_grpc \
+	diff -r -x __pycache__ $$tmp/torchserve_grpc generated/torchserve_grpc \
 		|| { echo "generated code is stale: run 'make proto' and commit the result"; exit 1; }; \
 	rm -rf $$tmp
 
@@ -88,6 +89,9 @@ lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code c
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+unit: $(VENV)/.installed ## run the fast tier: pure-logic tests without servers (under 30 s)
+	$(PY) -m pytest tests/unit -q --timeout 30
 
 test: lint models ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
@@ -98,15 +102,15 @@ bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (se
 	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py --llama-server "$$server"
 	$(PY) benchmarks/classifier_throughput.py
 
-up: proto models ## start the llama predictor, TorchServe and the gateway in the background
-	@$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up \
+up: venv models ## start the llama predictor, TorchServe and the gateway in the background
+	@SERVEMESH_TS_PYTHON=$(TS_PY) $(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up \
 		|| { echo "make up failed; 'make down' stops what did start"; exit 1; }
 	@echo
 	@echo "The mesh serves on localhost:50051. Try:"
 	@echo "  $(VENV)/bin/grpcurl -plaintext localhost:50051 list"
 	@echo "  $(VENV)/bin/servemesh models"
 	@echo "  $(VENV)/bin/servemesh stream smollm2-135m-instruct 'Write a haiku about rivers.'"
-	@echo "  $(PY) -c \"import servemesh; print(servemesh.Client().predict('smollm2-135m-instruct', 'Hello').text)\""
+	@echo "  $(PY) -c \"import servemesh; print(servemesh.Client().predict('smollm2-135m-instruct', 'Name three rivers.').text)\""
 	@echo "Logs and pid files: $(RUN_DIR)/. Stop with 'make down'."
 
 down: ## stop what `make up` started

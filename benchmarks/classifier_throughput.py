@@ -10,10 +10,7 @@ import argparse
 import asyncio
 import io
 import json
-import statistics
-import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +19,42 @@ from PIL import Image
 from skimage import data
 
 from servemesh import AsyncClient
-from servemesh.bench.runner import alternating
+from servemesh.bench.runner import alternating, run
+from servemesh.bench.stats import summarize
+from servemesh.bench.workload import BenchRequest
+from torchserve_grpc import inference_pb2, inference_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from torchserve_grpc import inference_pb2, inference_pb2_grpc  # noqa: E402
-
 MODEL = "efficientnet-lite0"
 Call = Callable[[], Awaitable[object]]
 
 
-async def run(call: Call, requests: int, concurrency: int) -> dict[str, float]:
-    latencies: list[float] = []
-    queue = iter(range(requests))
+class UnaryTarget:
+    """A unary call as a bench target: one result a request, its whole latency the e2e."""
 
-    async def worker() -> None:
-        for _ in queue:
-            started = time.perf_counter()
-            await call()
-            latencies.append(time.perf_counter() - started)
+    def __init__(self, call: Call) -> None:
+        self._call = call
 
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests_per_s": requests / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p90_ms": latencies[int(len(latencies) * 0.9)] * 1000,
-        "mean_ms": statistics.fmean(latencies) * 1000,
-    }
+    async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
+        await self._call()
+        yield 1
+
+    async def close(self) -> None:
+        pass
 
 
-def median_run(runs: list[dict[str, float]]) -> dict[str, Any]:
+async def measure(call: Call, requests: int, concurrency: int, label: str = "") -> dict[str, Any]:
+    """Requests/s and latency percentiles (ms) of `requests` calls, `concurrency` at once."""
+    results, duration = await run(
+        UnaryTarget(call), [BenchRequest("", 1)] * requests, concurrency, None, label=label
+    )
+    summary = summarize(results, duration)
+    if summary["errors"]:
+        raise SystemExit(f"{label}: calls failed: {summary['errors']}")
+    return {"requests_per_s": summary["request_throughput"], "latency_ms": summary["e2e_ms"]}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median throughput, whole (its latencies belong to it), and every
     round's throughput."""
     ordered = sorted(runs, key=lambda r: r["requests_per_s"])
@@ -89,19 +88,14 @@ async def main() -> None:
             ),
             "servemesh gateway": lambda: client.predict(MODEL, inputs={"image": image}),
         }
-        for call in systems.values():  # warm-up
-            await run(call, 8, 4)
-        results: dict[str, dict[str, dict[str, float]]] = {}
+        for name, call in systems.items():
+            await measure(call, 8, 4, f"{name}, warm-up")
+        results: dict[str, dict[str, dict[str, Any]]] = {}
         for concurrency in a.concurrency:
-            runs: dict[str, list[dict[str, float]]] = {name: [] for name in systems}
+            runs: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
             for round_, name in alternating(list(systems), a.rounds):
-                print(
-                    f"{name}, concurrency {concurrency}, round {round_ + 1}/{a.rounds}: "
-                    f"{a.requests} requests...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                runs[name].append(await run(systems[name], a.requests, concurrency))
+                label = f"{name}, concurrency {concurrency}, round {round_ + 1}/{a.rounds}:"
+                runs[name].append(await measure(systems[name], a.requests, concurrency, label))
             results[str(concurrency)] = {name: median_run(r) for name, r in runs.items()}
     await channel.close()
 
@@ -111,9 +105,10 @@ async def main() -> None:
     for concurrency, by_system in results.items():
         direct = by_system["TorchServe gRPC, direct"]["requests_per_s"]
         for name, r in by_system.items():
+            latency = r["latency_ms"]
             print(
-                f"{concurrency:>11} {name:26} {r['requests_per_s']:8.1f} {r['p50_ms']:8.1f} "
-                f"{r['p90_ms']:8.1f} {r['requests_per_s'] / direct:10.2f}  "
+                f"{concurrency:>11} {name:26} {r['requests_per_s']:8.1f} {latency['p50']:8.1f} "
+                f"{latency['p90']:8.1f} {r['requests_per_s'] / direct:10.2f}  "
                 + " / ".join(f"{x:.1f}" for x in r["rounds_requests_per_s"])
             )
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,16 +6,15 @@ import asyncio
 import logging
 import sys
 
-import prometheus_client
-
 from gateway.backends import make_backend
+from gateway.body_limits import check_body
 from gateway.config import ConfigError, load_config
 from gateway.health import HealthFollower
 from gateway.router import Route, Router
 from gateway.servicer import GatewayServicer
 from gateway.settings import GatewaySettings, parse_settings
 from runtime.server import GrpcServer
-from runtime.settings import configure_logging
+from runtime.settings import configure_logging, serve_metrics
 from servemesh.v1 import prediction_service_pb2, prediction_service_pb2_grpc
 
 log = logging.getLogger("gateway")
@@ -35,13 +34,16 @@ async def serve(settings: GatewaySettings) -> None:
     router = Router(
         [Route(m.name, backends[m.backend], m.backend_model) for m in config.models.values()]
     )
-    server = GrpcServer(settings.server, [SERVICE_NAME])
+    server = GrpcServer(
+        settings.server,
+        [SERVICE_NAME],
+        body_check=lambda method, body: check_body(method, body, config.limits),
+        max_request_bytes=config.limits.max_request_bytes,
+    )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         GatewayServicer(router, config.limits), server.grpc
     )
     health = HealthFollower(server, router, overall=["", SERVICE_NAME])
-    if settings.metrics_port:
-        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
     await server.start()
     await health.start()
     log.info("routing %s", ", ".join(f"{r.model} -> {r.backend.name}" for r in router.routes))
@@ -55,6 +57,7 @@ async def serve(settings: GatewaySettings) -> None:
 def main() -> None:
     settings = parse_settings()
     configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port, "gateway")
     try:
         asyncio.run(serve(settings))
     except ConfigError as error:

@@ -121,6 +121,13 @@ def check_request(request: Request, limits: RequestLimits) -> None:
     """Raises InvalidArgument, naming the field and the [limits] key, for the first limit
     that `request` exceeds."""
     kind = request.WhichOneof("input")
+    if kind is None:
+        raise InvalidArgument(
+            f"the request to model {shown(request.model)} gives no input: set text_generation "
+            "(a prompt or chat messages) or inference (named inputs); GetModel says which "
+            "the model takes",
+            reason="INPUT_REQUIRED",
+        )
     if kind == "inference":
         _check_inference(request.inference, limits)
     elif kind == "text_generation":

@@ -12,10 +12,15 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.message import DecodeError
 
+from runtime.log_limit import RateLimitedLog
 from servemesh.errors import InvalidArgument, ServemeshError
 
 log = logging.getLogger(__name__)
+# What callers can cause is logged at most once per interval each.
+_malformed = RateLimitedLog(log)
+_unhandled = RateLimitedLog(log)
 HEALTH_METHODS = "/grpc.health.v1.Health/"
+REFLECTION_METHODS = "/grpc.reflection."
 
 
 async def abort_with(context: grpc.aio.ServicerContext, error: BaseException) -> NoReturn:
@@ -29,7 +34,7 @@ async def abort_with(context: grpc.aio.ServicerContext, error: BaseException) ->
         await context.abort(
             error.code(), error.details() or "", tuple(error.trailing_metadata() or ())
         )
-    log.exception("unhandled error in %s", _method(context), exc_info=error)
+    _unhandled.log(logging.ERROR, "unhandled error in %s", _method(context), exc_info=error)
     await context.abort(
         grpc.StatusCode.INTERNAL, "internal server error; the server log has the details"
     )
@@ -67,16 +72,32 @@ class CallsInFlight:
 
 
 Deserializer = Callable[[bytes], Any] | None
+# Checks a request body before it is parsed: (method, body) -> None, or raises.
+BodyCheck = Callable[[str, bytes], None]
+OPEN_METHOD_BYTES = 64 * 1024  # a health or reflection request names a service or a file
 
 
-def _decoded(body: Any, deserialize: Deserializer) -> Any:
+def check_open_method_body(method: str, body: bytes) -> None:
+    """Health and reflection, open without a key by default, take small requests only."""
+    if len(body) > OPEN_METHOD_BYTES and method.startswith((HEALTH_METHODS, REFLECTION_METHODS)):
+        raise InvalidArgument(
+            f"the request is {len(body)} bytes; {method} takes at most {OPEN_METHOD_BYTES}",
+            reason="REQUEST_TOO_LARGE",
+        )
+
+
+def _decoded(body: Any, deserialize: Deserializer, method: str, check: BodyCheck) -> Any:
     """The request message. Decoding happens here rather than in gRPC, where a body that is
-    not the method's message would end the call UNKNOWN instead of INVALID_ARGUMENT."""
+    not the method's message would end the call UNKNOWN, with a traceback in the log for
+    every such call, instead of INVALID_ARGUMENT and one line now and then; and `check`
+    weighs the body before parsing copies it."""
     if deserialize is None:
         return body
+    check(method, body)
     try:
         return deserialize(body)
     except DecodeError as error:
+        _malformed.log(logging.WARNING, "malformed request body for %s: %s", method, error)
         raise InvalidArgument(
             f"the request body is not a valid protobuf message for this method ({error}); "
             "send the method's request message",
@@ -84,29 +105,47 @@ def _decoded(body: Any, deserialize: Deserializer) -> Any:
         ) from None
 
 
-def _guard_unary(
-    behavior: Callable[..., Awaitable[Any]], calls: CallsInFlight | None, decode: Deserializer
-) -> Callable[..., Awaitable[Any]]:
+async def _decoded_stream(
+    bodies: AsyncIterator[Any], deserialize: Deserializer, method: str, check: BodyCheck
+) -> AsyncIterator[Any]:
+    async for body in bodies:
+        yield _decoded(body, deserialize, method, check)
+
+
+def _guard(
+    behavior: Callable[..., Any],
+    calls: CallsInFlight | None,
+    decode: Deserializer,
+    method: str,
+    request_streaming: bool,
+    check: BodyCheck,
+) -> Callable[..., Any]:
+    """`behavior` with its request decoded here and its exceptions mapped to statuses; for
+    every kind of method, whether it returns, yields, or writes to its context."""
+
+    def request(body: Any) -> Any:
+        if request_streaming:
+            return _decoded_stream(body, decode, method, check)
+        return _decoded(body, decode, method, check)
+
+    if inspect.isasyncgenfunction(behavior):
+
+        async def guarded_stream(body: Any, context: grpc.aio.ServicerContext) -> Any:
+            with calls.track() if calls else contextlib.nullcontext():
+                try:
+                    async for response in behavior(request(body), context):
+                        yield response
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as error:
+                    await abort_with(context, error)
+
+        return guarded_stream
+
     async def guarded(body: Any, context: grpc.aio.ServicerContext) -> Any:
         with calls.track() if calls else contextlib.nullcontext():
             try:
-                return await behavior(_decoded(body, decode), context)
-            except grpc.aio.AbortError:
-                raise
-            except Exception as error:
-                await abort_with(context, error)
-
-    return guarded
-
-
-def _guard_stream(
-    behavior: Callable[..., AsyncIterator[Any]], calls: CallsInFlight | None, decode: Deserializer
-) -> Callable[..., AsyncIterator[Any]]:
-    async def guarded(body: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        with calls.track() if calls else contextlib.nullcontext():
-            try:
-                async for response in behavior(_decoded(body, decode), context):
-                    yield response
+                return await behavior(request(body), context)
             except grpc.aio.AbortError:
                 raise
             except Exception as error:
@@ -116,11 +155,19 @@ def _guard_stream(
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps ServemeshError, a backend's AioRpcError, and anything else (as INTERNAL); counts
-    the calls in flight in `calls`, all but health checks (a Watch never ends by itself)."""
+    """Decodes requests itself (malformed ones are INVALID_ARGUMENT) and maps ServemeshError,
+    a backend's AioRpcError, and anything else (as INTERNAL), for methods of every kind,
+    health and reflection included; counts the calls in flight in `calls`, all but health
+    checks and reflection."""
 
-    def __init__(self) -> None:
+    def __init__(self, body_check: BodyCheck | None = None) -> None:
         self.calls = CallsInFlight()
+        self._body_check = body_check
+
+    def _check(self, method: str, body: bytes) -> None:
+        check_open_method_body(method, body)
+        if self._body_check is not None:
+            self._body_check(method, body)
 
     async def intercept_service(
         self,
@@ -131,17 +178,29 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        calls = None if method.startswith(HEALTH_METHODS) else self.calls
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(handler.unary_unary, calls, handler.request_deserializer),
-                None,  # the guard decodes
-                handler.response_serializer,
-            )
-        if handler.unary_stream and inspect.isasyncgenfunction(handler.unary_stream):
-            return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(handler.unary_stream, calls, handler.request_deserializer),
-                None,
-                handler.response_serializer,
-            )
-        return handler
+        # Health Watch and reflection streams stay open as long as their client likes: a
+        # drain does not wait for them.
+        untracked = method.startswith((HEALTH_METHODS, REFLECTION_METHODS))
+        calls = None if untracked else self.calls
+        behavior, make_handler = _KINDS[handler.request_streaming, handler.response_streaming]
+        return make_handler(
+            _guard(
+                getattr(handler, behavior),
+                calls,
+                handler.request_deserializer,
+                method,
+                handler.request_streaming,
+                self._check,
+            ),
+            None,  # the guard decodes
+            handler.response_serializer,
+        )
+
+
+# (request streaming, response streaming) -> the handler's attribute and its constructor.
+_KINDS = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}

@@ -6,21 +6,49 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from runtime.auth import OPEN_SERVICES, ApiKeys, AuthInterceptor
-from runtime.errors import ErrorInterceptor
+from runtime.connections import ConnectionLimits
+from runtime.errors import BodyCheck, ErrorInterceptor
 from runtime.tls import server_credentials
 from servemesh.channel import MAX_MESSAGE_BYTES  # one limit for servers and clients alike
+from servemesh.errors import NotFound
 
 log = logging.getLogger(__name__)
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class HealthService(health.aio.HealthServicer):
+    """grpc.health.v1 whose NOT_FOUND for a name it does not know says which names it knows
+    (the library's says nothing at all)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._names = {""}
+
+    async def set(self, service: str, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+        self._names.add(service)
+        await super().set(service, status)
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+    ) -> health_pb2.HealthCheckResponse:
+        if request.service not in self._names:
+            name = request.service
+            shown = repr(name) if len(name) <= 64 else f"{name[:64]!r}... ({len(name)} chars)"
+            raise NotFound(
+                f"no health service is named {shown}; the names are: "
+                f"{', '.join(map(repr, sorted(self._names)))}",
+                reason="UNKNOWN_HEALTH_SERVICE",
+            )
+        return await super().Check(request, context)
 
 
 @dataclass(frozen=True)
@@ -41,6 +69,7 @@ class ServerSettings:
     tls_client_ca: str | None = None
     api_keys: ApiKeys | None = None
     auth_health_reflection: bool = False
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -71,10 +100,20 @@ class GrpcServer:
     once its model or backends are ready.
     """
 
-    def __init__(self, settings: ServerSettings, service_names: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        service_names: Sequence[str],
+        body_check: BodyCheck | None = None,
+        max_request_bytes: int | None = None,
+    ) -> None:
+        """`body_check` weighs each request body before it is parsed (see runtime.errors);
+        `max_request_bytes` lowers the largest request below `max_message_bytes`: gRPC
+        refuses a bigger one from its length prefix, before holding its bytes."""
         self.settings = settings
         size = settings.max_message_bytes
-        self._errors = ErrorInterceptor()
+        receive = min(size, max_request_bytes or size)
+        self._errors = ErrorInterceptor(body_check)
         interceptors: list[grpc.aio.ServerInterceptor] = [self._errors]
         if settings.api_keys is not None:
             # First, so outermost: a call without a valid key is refused before anything
@@ -87,10 +126,11 @@ class GrpcServer:
             interceptors=interceptors,
             options=[
                 ("grpc.max_send_message_length", size),
-                ("grpc.max_receive_message_length", size),
+                ("grpc.max_receive_message_length", receive),
+                *settings.connections.grpc_options(),
             ],
         )
-        self.health = health.aio.HealthServicer()
+        self.health = HealthService()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
         reflection.enable_server_reflection(
             [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc
@@ -100,15 +140,24 @@ class GrpcServer:
             credentials = server_credentials(
                 settings.tls_cert, settings.tls_key, settings.tls_client_ca
             )
-            self.port = self.grpc.add_secure_port(settings.address, credentials)
+            self.port = self._bind(lambda: self.grpc.add_secure_port(settings.address, credentials))
         else:
-            self.port = self.grpc.add_insecure_port(settings.address)
+            self.port = self._bind(lambda: self.grpc.add_insecure_port(settings.address))
             if settings.api_keys is not None:
                 log.warning(
                     "API keys on a plaintext port can be read by anyone on the network path; "
                     "set --tls-cert and --tls-key unless that path is trusted"
                 )
         self._stopping = asyncio.Event()
+
+    def _bind(self, add_port: Callable[[], int]) -> int:
+        """The port `add_port` bound; one line naming the flag, not a traceback, otherwise."""
+        try:
+            return add_port()
+        except RuntimeError as error:
+            raise SystemExit(
+                f"cannot listen on {self.settings.address} ({error}); choose another with --address"
+            ) from None
 
     async def start(self) -> None:
         for name in self._service_names:

@@ -4,10 +4,15 @@ including the flags every server shares (address, grace, message size, TLS, API 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 
+import prometheus_client
+
 from runtime.auth import ApiKeys
+from runtime.connections import ConnectionLimits
+from runtime.log_limit import CallerGoneFilter
 from runtime.server import MAX_MESSAGE_BYTES, ServerSettings
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -32,6 +37,21 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("grpc._cython.cygrpc").addFilter(CallerGoneFilter())
+
+
+def serve_metrics(port: int, program: str) -> None:
+    """Prometheus metrics on http://127.0.0.1:PORT/metrics, none for port 0. A port that cannot
+    be bound ends the program with one line that names the flag, not a traceback."""
+    if not port:
+        return
+    try:
+        prometheus_client.start_http_server(port, addr="127.0.0.1")
+    except OSError as error:
+        raise SystemExit(
+            f"{program}: cannot serve metrics on 127.0.0.1:{port} ({error.strerror}); choose "
+            "another port with --metrics-port, or 0 for no metrics"
+        ) from None
 
 
 def add_server_flags(p: argparse.ArgumentParser, prefix: str, default_address: str) -> None:
@@ -51,6 +71,25 @@ def add_server_flags(p: argparse.ArgumentParser, prefix: str, default_address: s
         default=int(env(prefix + "MAX_MESSAGE_BYTES", str(MAX_MESSAGE_BYTES))),
         help="largest request or response message, in bytes",
     )
+    limits = ConnectionLimits()
+    for name, help_text in (
+        ("max_concurrent_streams", "calls one client connection may hold at once"),
+        ("keepalive_time_s", "seconds between the server's pings of a connection"),
+        ("keepalive_timeout_s", "seconds a ping may go unanswered before the connection drops"),
+        ("max_connection_idle_s", "seconds a connection may stay without calls; 0: no limit"),
+        (
+            "max_connection_age_s",
+            "seconds a connection may live before it must reconnect; 0: no limit",
+        ),
+        ("max_connection_age_grace_s", "seconds its calls then have to finish"),
+    ):
+        default = getattr(limits, name)
+        g.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(default),
+            default=type(default)(env(prefix + name.upper(), str(default))),
+            help=f"{help_text} (default {default:g})",
+        )
     g.add_argument(
         "--tls-cert",
         default=env(prefix + "TLS_CERT", "") or None,
@@ -101,6 +140,9 @@ def server_settings(
             tls_client_ca=args.tls_client_ca,
             api_keys=ApiKeys.load(args.api_key_file, os.environ.get(prefix + "API_KEYS")),
             auth_health_reflection=args.auth_health_reflection,
+            connections=ConnectionLimits(
+                **{f.name: getattr(args, f.name) for f in dataclasses.fields(ConnectionLimits)}
+            ),
         )
     except ValueError as error:
         p.error(str(error))

@@ -17,10 +17,12 @@ class StopMatcher:
         if not self._stops:
             return text, False
         buffer = self._held + text
-        cut = min((i for i in (buffer.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        # The stop that ends first wins, as it would in a stream of one character at a time:
+        # so the answer does not depend on how the text was split ("abcd" and "c": "ab").
+        ends = [(i + len(s), i) for s in self._stops if (i := buffer.find(s)) >= 0]
+        if ends:
             self._held = ""
-            return buffer[:cut], True
+            return buffer[: min(ends)[1]], True
         keep = self._longest_partial_stop(buffer)
         self._held = buffer[len(buffer) - keep :]
         return buffer[: len(buffer) - keep], False

@@ -9,6 +9,7 @@ import math
 import struct
 from dataclasses import dataclass
 
+from runtime import token_budget
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2
 
@@ -140,28 +141,16 @@ def parse_generation(
 
 def fit_max_tokens(prompt_tokens: int, spec: GenerationSpec, limits: GenerationLimits) -> int:
     """max_tokens for this prompt: as asked, or the default cut to what the context leaves."""
-    room = limits.context_length - prompt_tokens
-    if room < 1:
+    try:
+        return token_budget.fit_max_tokens(
+            prompt_tokens, limits.context_length, spec.max_tokens, limits.default_max_tokens
+        )
+    except token_budget.ContextOverflow as error:
         raise InvalidArgument(
-            f"the prompt has {prompt_tokens} tokens; the context holds {limits.context_length}, "
-            f"so it must have at most {limits.context_length - 1} to leave room for an answer",
-            reason="PROMPT_TOO_LONG",
+            str(error),
+            reason=error.reason,
             metadata={
                 "prompt_tokens": str(prompt_tokens),
                 "context_length": str(limits.context_length),
             },
-        )
-    if spec.max_tokens is None:
-        return min(limits.default_max_tokens, room)
-    if spec.max_tokens > room:
-        raise InvalidArgument(
-            f"the prompt has {prompt_tokens} tokens and max_tokens is {spec.max_tokens}; together "
-            f"they must fit the context of {limits.context_length} tokens "
-            f"(max_tokens {room} at most)",
-            reason="CONTEXT_OVERFLOW",
-            metadata={
-                "prompt_tokens": str(prompt_tokens),
-                "context_length": str(limits.context_length),
-            },
-        )
-    return spec.max_tokens
+        ) from None

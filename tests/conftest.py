@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from servemesh import Client
 from tests.servers import (
@@ -17,6 +19,22 @@ from tests.servers import (
     mesh_config,
     torchserve,
 )
+
+# In CI (the CI variable set, to any value, as every CI service sets it) property tests draw
+# the same examples on every run, so a red build is reproducible and never the luck of the
+# draw; elsewhere the default profile explores. Hypothesis has a built-in "ci" profile that it
+# loads on CI by itself; this one is the same, written here so it is not left to the version.
+# Tests with their own settings(derandomize=...) keep theirs.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,  # CI machines are slow and shared: a slow example is not a failure there
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+if "CI" in os.environ:
+    settings.load_profile("ci")
 
 
 @dataclass(frozen=True)
@@ -34,6 +52,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=2000,
         help="requests in the soak test (10000 for the long version)",
     )
+    parser.addoption(
+        "--soak-unary-calls",
+        type=int,
+        default=100_000,
+        help="unary calls in the gateway memory soak (after a tenth as many to warm up)",
+    )
+
+
+@pytest.fixture(scope="session")
+def soak_unary_calls(request: pytest.FixtureRequest) -> int:
+    return request.config.getoption("--soak-unary-calls")
 
 
 @pytest.fixture(scope="session")

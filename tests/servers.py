@@ -17,6 +17,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from deploy.local.meshctl import TS_PYTHON
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 MODEL = "smollm2-135m-instruct"
@@ -145,7 +147,6 @@ def llama_predictor(log_dir: Path, name: str = "llama", *extra: str) -> tuple[Se
     return ServerProcess(name, command, f"127.0.0.1:{port}", log_dir), metrics_port
 
 
-TS_PYTHON = ROOT / ".venv-torchserve" / "bin" / "python"
 TORCHSERVE_MODELS = ("efficientnet-lite0", "all-minilm-l6-v2", "smollm2-135m-torch")
 
 
@@ -196,9 +197,11 @@ def mesh_config(
     key_file: str | None = None,
     extra_models: str = "",
     llama_options: str = "",
+    ts_models: bool = True,
 ) -> str:
     """A mesh configuration (TOML) with the given backends and their models; `llama` is one
-    address or a list of replicas, `llama_options` more lines of its backend table."""
+    address or a list of replicas, `llama_options` more lines of its backend table;
+    `ts_models=False` routes none of TorchServe's models, for `extra_models` to route them."""
     lines = []
     if llama:
         targets = [llama] if isinstance(llama, str) else llama
@@ -218,6 +221,9 @@ def mesh_config(
             f'target = "{ts.grpc}"',
             f'management_target = "{ts.management}"',
             f'key_file = "{key}"',
+        ]
+    if ts and ts_models:
+        lines += [
             "[models.efficientnet-lite0]",
             'backend = "torchserve"',
             'task = "image_classification"',

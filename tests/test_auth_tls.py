@@ -138,8 +138,8 @@ def client_files(certs: Certs) -> dict[str, str]:
 def call(client: Client, kind: str) -> str:
     """A short greedy generation, unary or streamed."""
     if kind == "unary":
-        return client.predict(MODEL, "The sky is", max_tokens=4, temperature=0).text
-    chunks = client.predict_stream(MODEL, "The sky is", max_tokens=4, temperature=0)
+        return client.predict(MODEL, prompt="The sky is", max_tokens=4, temperature=0).text
+    chunks = client.predict_stream(MODEL, prompt="The sky is", max_tokens=4, temperature=0)
     return "".join(c.text for c in chunks)
 
 
@@ -190,8 +190,8 @@ def test_health_and_reflection_are_open_without_a_key_by_default(keyed, certs) -
 async def test_async_client_with_key_and_tls(keyed, certs) -> None:
     async with AsyncClient(keyed.address, tls_ca=str(certs.ca), api_key=ENV_KEY) as client:
         assert await client.health() == "SERVING"
-        assert (await client.predict(MODEL, "Hi", max_tokens=3, temperature=0)).text
-        chunks = [c async for c in client.predict_stream(MODEL, "Hi", max_tokens=3)]
+        assert (await client.predict(MODEL, prompt="Hi", max_tokens=3, temperature=0)).text
+        chunks = [c async for c in client.predict_stream(MODEL, prompt="Hi", max_tokens=3)]
         assert chunks[-1].finish_reason
     async with AsyncClient(keyed.address, tls_ca=str(certs.ca)) as client:
         with pytest.raises(Unauthenticated):
@@ -213,13 +213,13 @@ def test_a_server_certificate_from_another_ca_is_refused(keyed, certs) -> None:
 def test_messages_over_the_servers_limit_are_resource_exhausted(keyed, certs) -> None:
     client = Client(keyed.address, tls_ca=str(certs.ca), api_key=FILE_KEY)
     with client, pytest.raises(ResourceExhausted):
-        client.predict(MODEL, "x" * (GATEWAY_MAX_MESSAGE_BYTES + 1), max_tokens=1)
+        client.predict(MODEL, prompt="x" * (GATEWAY_MAX_MESSAGE_BYTES + 1), max_tokens=1)
 
 
 def test_messages_over_the_clients_limit_are_not_sent(keyed, certs) -> None:
     options = {"tls_ca": str(certs.ca), "api_key": FILE_KEY, "max_message_bytes": 1000}
     with Client(keyed.address, **options) as client, pytest.raises(ResourceExhausted):
-        client.predict(MODEL, "x" * 2000, max_tokens=1)
+        client.predict(MODEL, prompt="x" * 2000, max_tokens=1)
 
 
 def test_mtls_accepts_a_client_certificate(mtls, certs) -> None:

@@ -13,7 +13,9 @@ KV = "servemesh_llama_kv_used_tokens"
 
 async def _text(client: AsyncClient, prompt: str, max_tokens: int = 24) -> str:
     parts = []
-    async for chunk in client.predict_stream(MODEL, prompt, max_tokens=max_tokens, temperature=0):
+    async for chunk in client.predict_stream(
+        MODEL, prompt=prompt, max_tokens=max_tokens, temperature=0
+    ):
         parts.append(chunk.text)
     return "".join(parts)
 
@@ -30,7 +32,7 @@ async def test_cancelling_one_stream_frees_it_and_leaves_the_others_intact(mesh)
         solo = [await _text(client, p, 40) for p in PROMPTS[:3]]
 
         async def cancelled_after_three() -> None:
-            stream = client.predict_stream(MODEL, PROMPTS[6], max_tokens=500, temperature=0)
+            stream = client.predict_stream(MODEL, prompt=PROMPTS[6], max_tokens=500, temperature=0)
             seen = 0
             async for chunk in stream:
                 seen += chunk.token_count

@@ -26,7 +26,7 @@ def _settled(metrics: Metrics) -> dict[str, float]:
 async def test_cancelled_stream_stops_generation_within_a_token_or_two(mesh) -> None:
     before = _settled(mesh.metrics)
     async with AsyncClient(mesh.gateway.address) as client:
-        stream = client.predict_stream(MODEL, COUNTING, max_tokens=1000, temperature=0)
+        stream = client.predict_stream(MODEL, prompt=COUNTING, max_tokens=1000, temperature=0)
         received = 0
         async for chunk in stream:
             received += chunk.token_count
@@ -51,7 +51,7 @@ async def test_a_hundred_cancelled_streams_leave_nothing_running(mesh) -> None:
     async with AsyncClient(mesh.gateway.address) as client:
 
         async def leave_after(tokens: int) -> None:
-            stream = client.predict_stream(MODEL, COUNTING, max_tokens=1000, temperature=0)
+            stream = client.predict_stream(MODEL, prompt=COUNTING, max_tokens=1000, temperature=0)
             received = 0
             async for chunk in stream:
                 received += chunk.token_count
@@ -77,11 +77,11 @@ def test_deadline_gives_deadline_exceeded_and_stops_the_backend(mesh, streaming:
     with Client(mesh.gateway.address) as client, pytest.raises(DeadlineExceeded):
         if streaming:
             for _ in client.predict_stream(
-                MODEL, COUNTING, max_tokens=1000, temperature=0, timeout=0.5
+                MODEL, prompt=COUNTING, max_tokens=1000, temperature=0, timeout=0.5
             ):
                 pass
         else:
-            client.predict(MODEL, COUNTING, max_tokens=1000, temperature=0, timeout=0.5)
+            client.predict(MODEL, prompt=COUNTING, max_tokens=1000, temperature=0, timeout=0.5)
     assert time.monotonic() - started < 2
     after = _settled(mesh.metrics)
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
@@ -99,7 +99,9 @@ async def test_full_queue_gives_resource_exhausted_and_frees_its_place(tmp_path)
         async with AsyncClient(predictor.address) as client:
 
             async def hold_stream() -> None:
-                stream = client.predict_stream(MODEL, COUNTING, max_tokens=1000, temperature=0)
+                stream = client.predict_stream(
+                    MODEL, prompt=COUNTING, max_tokens=1000, temperature=0
+                )
                 try:
                     await anext(stream)
                     await asyncio.sleep(30)
@@ -113,11 +115,11 @@ async def test_full_queue_gives_resource_exhausted_and_frees_its_place(tmp_path)
                 wait_for, lambda: metrics.get("servemesh_llama_queued_requests") == 1, 10, "queued"
             )
             with pytest.raises(ResourceExhausted, match="max_queued_requests=1"):
-                await client.predict(MODEL, "hi", max_tokens=2)
+                await client.predict(MODEL, prompt="hi", max_tokens=2)
             running.cancel()
             waiting.cancel()
             await asyncio.gather(running, waiting, return_exceptions=True)
             await asyncio.to_thread(_settled, metrics)
-            assert (await client.predict(MODEL, "hi", max_tokens=2)).usage.completion_tokens
+            assert (await client.predict(MODEL, prompt="hi", max_tokens=2)).usage.completion_tokens
     finally:
         predictor.stop()

@@ -49,3 +49,22 @@ def test_errors_exit_non_zero_with_the_status(mesh) -> None:
 def test_health_of_a_model(mesh) -> None:
     result = servemesh(mesh, "health", f"model/{MODEL}")
     assert (result.returncode, result.stdout.strip()) == (0, "SERVING")
+
+
+def test_usage_mistakes_are_usage_errors_before_any_call() -> None:
+    """Exit 2 with argparse's usage line, not a gRPC status: no server is needed to see it."""
+    cases = [
+        (["predict", MODEL], "give a prompt"),
+        (["predict", MODEL, "hi", "--input", "text=x"], "not both"),
+        (["stream", MODEL, "hi", "--raw", "--system", "be brief"], "--system goes with"),
+    ]
+    for args, message in cases:
+        result = subprocess.run(
+            [str(BIN / "servemesh"), "--target", "127.0.0.1:1", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "usage: servemesh" in result.stderr and message in result.stderr
+        assert "UNKNOWN" not in result.stderr

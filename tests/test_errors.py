@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import grpc
 import pytest
 
 from servemesh import Client, InvalidArgument, NotFound, ServemeshError
+from servemesh.v1 import prediction_service_pb2 as pb
+from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
 from tests.servers import MODEL
 
 BAD_GENERATIONS = [
@@ -50,7 +53,7 @@ def test_bad_parameters_are_invalid_argument(
         "CONTEXT_OVERFLOW",
         "UNSUPPORTED_INPUT",
     }
-    assert client.predict(MODEL, "Hello", max_tokens=2).usage.completion_tokens >= 1
+    assert client.predict(MODEL, prompt="Hello", max_tokens=2).usage.completion_tokens >= 1
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["unary", "stream"])
@@ -64,7 +67,7 @@ def test_unknown_model_is_not_found_and_names_the_models(client: Client, streami
 
 def test_empty_model_name_is_invalid_argument(client: Client) -> None:
     with pytest.raises(InvalidArgument, match="model is empty"):
-        client.predict("", "hi")
+        client.predict("", prompt="hi")
     with pytest.raises(NotFound):
         client.get_model("gpt-9")
 
@@ -74,9 +77,27 @@ def test_backend_errors_pass_through_the_gateway_unchanged(mesh) -> None:
     seen = []
     for address in (mesh.gateway.address, mesh.predictor.address):
         with Client(address) as c, pytest.raises(ServemeshError) as caught:
-            c.predict(MODEL, "hi", temperature=-1)
+            c.predict(MODEL, prompt="hi", temperature=-1)
         seen.append(
             (type(caught.value), caught.value.message, caught.value.reason, caught.value.metadata)
         )
     assert seen[0] == seen[1]
     assert seen[0][0] is InvalidArgument
+
+
+@pytest.mark.parametrize("via", ["gateway", "predictor"])
+@pytest.mark.parametrize("model", [MODEL, "all-minilm-l6-v2"])
+def test_a_request_without_input_says_so(mesh, via: str, model: str) -> None:
+    """Not "... not named inference inputs": the request named nothing at all."""
+    if via == "predictor" and model != MODEL:
+        pytest.skip("the predictor serves only the llama model")
+    address = mesh.gateway.address if via == "gateway" else mesh.predictor.address
+    with grpc.insecure_channel(address) as channel:
+        stub = pb_grpc.PredictionServiceStub(channel)
+        for call in (stub.Predict, lambda r, **kw: list(stub.PredictStream(r, **kw))):
+            request_type = pb.PredictRequest if call is stub.Predict else pb.PredictStreamRequest
+            with pytest.raises(grpc.RpcError) as caught:
+                call(request_type(model=model), timeout=30)
+            assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "gives no input" in caught.value.details()
+            assert "named inference inputs" not in caught.value.details()

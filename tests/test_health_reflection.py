@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from servemesh import Client, Unavailable
+from servemesh import Client, NotFound, Unavailable
 from tests.servers import BIN, MODEL, gateway, health_status, llama_predictor, mesh_config, wait_for
 
 
@@ -32,8 +32,13 @@ def test_gateway_health_is_serving(mesh, service: str) -> None:
     assert health_status(mesh.gateway.address, service) == "SERVING"
 
 
-def test_unknown_health_name_is_not_found(mesh) -> None:
+def test_unknown_health_name_is_not_found_and_names_the_known_ones(mesh) -> None:
     assert health_status(mesh.gateway.address, "model/nope") == "NOT_FOUND"
+    with Client(mesh.gateway.address) as client, pytest.raises(NotFound) as caught:
+        client.health("model/nope")
+    message = caught.value.message
+    assert "'model/nope'" in message and f"'model/{MODEL}'" in message, message
+    assert "'backend/torchserve'" in message and caught.value.reason == "UNKNOWN_HEALTH_SERVICE"
 
 
 @pytest.mark.parametrize("target", ["gateway", "predictor"])
@@ -101,7 +106,7 @@ def test_gateway_health_follows_its_backend(tmp_path) -> None:
             "gateway health NOT_SERVING after its backend stopped",
         )
         with Client(front.address, max_attempts=1) as c, pytest.raises(Unavailable):
-            c.predict(MODEL, "hi", max_tokens=2)
+            c.predict(MODEL, prompt="hi", max_tokens=2)
         with Client(front.address) as c:
             (model,) = c.list_models()
             assert not model.ready and "did not answer" in model.description
@@ -112,7 +117,7 @@ def test_gateway_health_follows_its_backend(tmp_path) -> None:
             "gateway health SERVING again after its backend came back",
         )
         with Client(front.address) as c:
-            assert c.predict(MODEL, "hi", max_tokens=2).usage.completion_tokens >= 1
+            assert c.predict(MODEL, prompt="hi", max_tokens=2).usage.completion_tokens >= 1
     finally:
         front.stop()
         predictor.stop()
@@ -125,7 +130,7 @@ def test_predictor_health_is_not_serving_while_it_drains(tmp_path) -> None:
     predictor.start()
     try:
         with Client(predictor.address) as c:
-            stream = c.predict_stream(MODEL, "1, 2, 3,", max_tokens=60, temperature=0)
+            stream = c.predict_stream(MODEL, prompt="1, 2, 3,", max_tokens=60, temperature=0)
             next(stream)
             predictor.signal(signal.SIGTERM)
             wait_for(lambda: health_status(predictor.address) != "SERVING", 5, "draining")
@@ -145,12 +150,12 @@ def test_gateway_drains_a_stream_on_sigterm_and_refuses_new_calls(tmp_path) -> N
         predictor.start()
         front.start(needs=(predictor,))
         with Client(front.address, max_attempts=1) as c:
-            stream = c.predict_stream(MODEL, "1, 2, 3,", max_tokens=60, temperature=0)
+            stream = c.predict_stream(MODEL, prompt="1, 2, 3,", max_tokens=60, temperature=0)
             next(stream)
             front.signal(signal.SIGTERM)
             wait_for(lambda: health_status(front.address) != "SERVING", 5, "draining")
             with pytest.raises(Unavailable):
-                c.predict(MODEL, "hi", max_tokens=2)
+                c.predict(MODEL, prompt="hi", max_tokens=2)
             rest = list(stream)
         assert rest[-1].finish_reason == "length", "the stream in flight finished"
         assert front.process.wait(timeout=10) == 0

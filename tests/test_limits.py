@@ -3,12 +3,15 @@ value, before any backend work; a request at the limit passes on to the model.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from gateway.config import RequestLimits
 from servemesh import Client, InvalidArgument
+from servemesh.v1 import prediction_service_pb2 as pb
 from tests.servers import MODEL, gateway, mesh_config
 
 LIMITS = RequestLimits()  # the mesh fixture's gateway has no [limits] table: the defaults
@@ -98,7 +101,7 @@ def test_max_prompt_chars(client: Client, streaming: bool, model: str) -> None:
 
 def test_prompt_at_the_char_limit_reaches_the_models_token_check(client: Client) -> None:
     with pytest.raises(InvalidArgument) as caught:
-        client.predict(MODEL, "word " * (LIMITS.max_prompt_chars // 5), max_tokens=1)
+        client.predict(MODEL, prompt="word " * (LIMITS.max_prompt_chars // 5), max_tokens=1)
     assert caught.value.reason == "PROMPT_TOO_LONG"
     assert "the context holds 2048, so it must have at most 2047" in caught.value.message
 
@@ -153,11 +156,58 @@ def test_a_limits_table_in_the_mesh_config_is_what_the_gateway_enforces(mesh, tm
     try:
         front.start(timeout=60)
         with Client(front.address) as c, pytest.raises(InvalidArgument) as caught:
-            c.predict(MODEL, "hi", stop=["a", "b", "c"], max_tokens=1)
+            c.predict(MODEL, prompt="hi", stop=["a", "b", "c"], max_tokens=1)
         assert "has 3 stop sequences; at most 2 (limits.max_stop_sequences)" in (
             caught.value.message
         )
         with Client(front.address) as c:
-            assert c.predict(MODEL, "hi", stop=["a", "b"], max_tokens=1).usage.completion_tokens
+            assert c.predict(
+                MODEL, prompt="hi", stop=["a", "b"], max_tokens=1
+            ).usage.completion_tokens
+    finally:
+        front.stop()
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_big_requests_are_refused_before_they_cost_memory(mesh, tmp_path) -> None:
+    """Four 60 MiB prompts at once took the gateway to about 800 MiB when they were parsed
+    and then refused for their length. Now gRPC refuses them from their length prefix
+    (limits.max_request_bytes), and a text input over limits.max_text_generation_bytes is
+    refused before it is parsed."""
+    front = gateway(tmp_path, mesh_config(mesh.predictor.address), "memory-gw")
+    front.start(needs=(mesh.predictor,))
+    try:
+        assert front.process is not None
+        pid = front.process.pid
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # the peak starts again from now
+        before = _peak_rss_mb(pid)
+
+        def body(mib: int) -> bytes:
+            request = pb.PredictRequest(model=MODEL)
+            request.text_generation.prompt = "x" * (mib << 20)
+            return request.SerializeToString()
+
+        options = [("grpc.max_send_message_length", 128 << 20), ("grpc.enable_retries", 0)]
+        with grpc.insecure_channel(front.address, options=options) as channel:
+            predict = channel.unary_unary("/servemesh.v1.PredictionService/Predict")
+            for n, mib, code, words in [
+                (4, 60, grpc.StatusCode.RESOURCE_EXHAUSTED, f"vs. {LIMITS.max_request_bytes}"),
+                (2, 8, grpc.StatusCode.INVALID_ARGUMENT, "limits.max_text_generation_bytes"),
+            ]:
+                calls = [predict.future(body(mib), timeout=60) for _ in range(n)]
+                for call in calls:
+                    assert call.code() is code and words in call.details(), call.details()
+        growth = _peak_rss_mb(pid) - before
+        # Measured: 22 MB for the four refused by length, about 35 MB for the two 8 MiB
+        # prompts (gRPC holds a body two or three times while it receives it).
+        assert growth < 96, f"the gateway's peak RSS grew by {growth:.0f} MB"
+        with Client(front.address) as client:
+            assert client.predict(MODEL, prompt="Hi", max_tokens=2).usage.completion_tokens
     finally:
         front.stop()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.servers import ROOT, free_ports, health_status
 
@@ -33,7 +36,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_twice_status_and_down(tmp_path) -> None:
-    llama, gateway, metrics = free_ports(3)
+    llama, gateway, metrics, gateway_metrics = free_ports(4)
     (tmp_path / "mesh.toml").write_text(
         f'[backends.llama]\nkind = "servemesh"\ntarget = "127.0.0.1:{llama}"\n'
         '[models.smollm2-135m-instruct]\nbackend = "llama"\n'
@@ -44,7 +47,7 @@ def test_up_twice_status_and_down(tmp_path) -> None:
         f' "--metrics-port", "{metrics}"]\n'
         f'[[process]]\nname = "gateway"\nhealth = "127.0.0.1:{gateway}"\n'
         f'command = ["{{python}}", "-m", "gateway", "--address", "127.0.0.1:{gateway}",'
-        f' "--config", "{tmp_path / "mesh.toml"}"]\n'
+        f' "--config", "{tmp_path / "mesh.toml"}", "--metrics-port", "{gateway_metrics}"]\n'
     )
     try:
         first = meshctl(tmp_path, "up")
@@ -68,3 +71,29 @@ def test_up_twice_status_and_down(tmp_path) -> None:
     assert not any(_alive(pid) for pid in pids.values())
     assert not list((tmp_path / "run").glob("*.pid"))
     assert meshctl(tmp_path, "status").returncode == 3
+
+
+@pytest.mark.parametrize("server", ["gateway", "predictors.llama"])
+def test_a_taken_port_is_one_line_naming_the_flag(tmp_path, server: str) -> None:
+    """As when `make up`'s mesh holds the default ports: no traceback, the flag to change."""
+    address, metrics = free_ports(2)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", metrics))
+        taken.listen()
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                server,
+                f"--address=127.0.0.1:{address}",
+                f"--metrics-port={metrics}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if str(metrics) in line]
+    assert "--metrics-port" in line and "in use" in line, result.stderr

@@ -65,7 +65,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
 
 async def _stream(client: AsyncClient, prompt: str, max_tokens: int) -> int:
     tokens = 0
-    async for chunk in client.predict_stream(MODEL, prompt, max_tokens=max_tokens, temperature=0):
+    async for chunk in client.predict_stream(
+        MODEL, prompt=prompt, max_tokens=max_tokens, temperature=0
+    ):
         tokens += chunk.token_count
     return tokens
 
@@ -93,7 +95,9 @@ async def _steady_load(client: AsyncClient, load: Load, stop: asyncio.Event) -> 
     async def unary_worker(i: int) -> None:
         while not stop.is_set():
             try:
-                await client.predict(MODEL, PROMPTS[i], max_tokens=4, temperature=0, timeout=30)
+                await client.predict(
+                    MODEL, prompt=PROMPTS[i], max_tokens=4, temperature=0, timeout=30
+                )
                 load.unary_ok += 1
             except ServemeshError as error:
                 load.unary_errors.append(f"{error.code.name}: {error}")
@@ -172,7 +176,7 @@ async def test_a_dns_target_finds_its_replicas(replicas: Replicas) -> None:
         front.start(needs=tuple(replicas.predictors))
         async with AsyncClient(front.address) as client:
             assert await _stream(client, PROMPTS[0], 4) == 4
-            prediction = await client.predict(MODEL, PROMPTS[1], max_tokens=4)
+            prediction = await client.predict(MODEL, prompt=PROMPTS[1], max_tokens=4)
             assert prediction.usage.completion_tokens == 4
     finally:
         front.stop()
@@ -186,7 +190,7 @@ async def test_no_serving_replica_is_unavailable_with_the_reason(tmp_path: Path)
         wait_for(lambda: health_status(front.address) == "NOT_SERVING", 30, "gateway up")
         async with AsyncClient(front.address, max_attempts=1) as client:
             with pytest.raises(Unavailable, match=r"no serving replica.*127\.0\.0\.1:9"):
-                await client.predict(MODEL, "hi", max_tokens=2)
+                await client.predict(MODEL, prompt="hi", max_tokens=2)
     finally:
         front.stop()
 

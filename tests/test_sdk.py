@@ -20,6 +20,7 @@ from servemesh.v1 import prediction_service_pb2 as pb
 from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
 
 CODES = [c for c in grpc.StatusCode if c is not grpc.StatusCode.OK]
+SLOW_S = 0.5  # how long the fake's "slow" model takes
 
 
 class FaultInjectingServicer(pb_grpc.PredictionServiceServicer):
@@ -36,7 +37,7 @@ class FaultInjectingServicer(pb_grpc.PredictionServiceServicer):
         if request.model == "crash":
             raise RuntimeError("secret internal detail")
         if request.model == "slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(SLOW_S)
         if request.model in grpc.StatusCode.__members__:
             code = grpc.StatusCode[request.model]
             raise errors.error_class(code)(
@@ -126,11 +127,14 @@ async def test_sync_client_retries_and_gives_up_after_max_attempts(fake) -> None
 
 async def test_default_deadline_applies_and_can_be_overridden(fake) -> None:
     address, _ = fake
-    async with AsyncClient(address, timeout=0.2) as client:
+    async with AsyncClient(address, timeout=SLOW_S / 5) as client:
         with pytest.raises(errors.DeadlineExceeded):
             await client.predict("slow", "hi")
+        # A longer deadline, or none, lets the same call finish: the override is honoured.
+        assert (await client.predict("slow", "hi", timeout=SLOW_S * 10)).text == "ok"
+        assert (await client.predict("slow", "hi", timeout=None)).text == "ok"
         with pytest.raises(errors.DeadlineExceeded):
-            await client.predict("slow", "hi", timeout=0.5)
+            await client.predict("slow", "hi", timeout=SLOW_S / 10)
 
 
 def test_request_needs_exactly_one_input() -> None:

@@ -131,6 +131,37 @@ def test_stream_of_a_non_streaming_model_is_one_message_and_the_worker_lives(
     assert client.predict("efficientnet-lite0", inputs={"image": cat_jpeg}).outputs["classes"]
 
 
+# TorchServe's text model under a second name, its stream off: PredictStream is answered by
+# TorchServe's unary Predictions, wrapped as one message.
+UNARY_TEXT_MODEL = "smollm2-torch-unary"
+UNARY_TEXT_ROUTE = f"""[models.{UNARY_TEXT_MODEL}]
+backend = "torchserve"
+backend_model = "smollm2-135m-torch"
+task = "text_generation"
+max_tokens = 512
+"""
+
+
+def test_stream_of_a_text_model_without_streaming_is_one_complete_message(mesh, tmp_path) -> None:
+    config = mesh_config(ts=mesh.torchserve, ts_models=False, extra_models=UNARY_TEXT_ROUTE)
+    front = gateway(tmp_path, config, "unary-text-gw")
+    front.start(timeout=120)
+    try:
+        with Client(front.address, max_attempts=1) as c:
+            args = dict(max_tokens=8, temperature=0)
+            chunks = list(c.predict_stream(UNARY_TEXT_MODEL, "The capital of France is", **args))
+            unary = c.predict(UNARY_TEXT_MODEL, "The capital of France is", **args)
+    finally:
+        front.stop()
+    assert len(chunks) == 1, chunks
+    (only,) = chunks
+    assert only.text and only.text == unary.text
+    assert only.finish_reason == unary.finish_reason
+    assert only.finish_reason in {"length", "eos_token"}
+    assert only.usage is not None and only.usage == unary.usage
+    assert only.token_count == unary.usage.completion_tokens > 0
+
+
 def test_unknown_torchserve_model_is_not_found(mesh, tmp_path) -> None:
     ghost = '[models.ghost]\nbackend = "torchserve"\ntask = "embedding"\n'
     front = gateway(tmp_path, mesh_config(ts=mesh.torchserve, extra_models=ghost), "ghost-gw")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -23,7 +23,10 @@ ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 300.0  # TorchServe loads three models on two cores in about a minute
 STOP_TIMEOUT_S = 20.0
 EARLY_EXIT_S = 2.0
-TS_PYTHON = ROOT / ".venv-torchserve" / "bin" / "python"
+# TorchServe's interpreter: the Makefile passes its TS_VENV's; tests import this one.
+TS_PYTHON = Path(
+    os.environ.get("SERVEMESH_TS_PYTHON", ROOT / ".venv-torchserve" / "bin" / "python")
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Process:
     name: str
     command: list[str]
     health: str | None
+    env: dict[str, str] = field(default_factory=dict)  # added to meshctl's own environment
 
 
 def load_processes(path: Path, run_dir: Path) -> list[Process]:
@@ -38,7 +42,12 @@ def load_processes(path: Path, run_dir: Path) -> list[Process]:
         table = tomllib.load(f)
     names = {"python": sys.executable, "ts_python": str(TS_PYTHON), "run_dir": str(run_dir)}
     return [
-        Process(p["name"], [a.format(**names) for a in p["command"]], p.get("health"))
+        Process(
+            p["name"],
+            [a.format(**names) for a in p["command"]],
+            p.get("health"),
+            {k: v.format(**names) for k, v in p.get("env", {}).items()},
+        )
         for p in table["process"]
     ]
 
@@ -115,6 +124,7 @@ def up(processes: list[Process], run: RunDir) -> int:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env={**os.environ, **proc.env},
                 start_new_session=True,
             )
         run.record(proc.name, child.pid)

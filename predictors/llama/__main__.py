@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import prometheus_client
-
 from predictors.llama.engine import LlamaEngine
 from predictors.llama.servicer import LlamaServicer
 from predictors.llama.settings import LlamaSettings, parse_settings
 from runtime.server import GrpcServer
-from runtime.settings import configure_logging
+from runtime.settings import configure_logging, serve_metrics
 from servemesh.v1 import prediction_service_pb2, prediction_service_pb2_grpc
 
 log = logging.getLogger("predictors.llama")
@@ -24,8 +22,6 @@ async def serve(settings: LlamaSettings) -> None:
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         LlamaServicer(engine), server.grpc
     )
-    if settings.metrics_port:
-        prometheus_client.start_http_server(settings.metrics_port, addr="127.0.0.1")
     await server.start()
     await asyncio.to_thread(engine.load)
     await server.set_serving(True)
@@ -39,6 +35,7 @@ async def serve(settings: LlamaSettings) -> None:
 def main() -> None:
     settings = parse_settings()
     configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port, "predictor")
     asyncio.run(serve(settings))
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from runtime.chat_segments import render_segments
 
 TEMPLATE_KEY = "tokenizer.chat_template"
 
@@ -23,3 +25,19 @@ class ChatTemplate:
     def render(self, messages: Sequence[Mapping[str, str]]) -> str:
         """The prompt for `messages`, ending where the assistant's answer begins."""
         return self._formatter(messages=list(messages)).prompt
+
+    def segments(self, messages: Sequence[Mapping[str, str]]) -> list[tuple[str, bool]]:
+        """The prompt as (text, is_content) pieces: the template's markup, to be tokenized
+        with control tokens, and the messages' content, to be tokenized as plain text."""
+        return render_segments(self.render, messages)
+
+
+def tokenize_segments(
+    segments: Sequence[tuple[str, bool]], tokenize: Callable[..., list[int]]
+) -> list[int]:
+    """A prompt's tokens from its segments: markup with control tokens parsed, content as
+    plain text; `tokenize(text, special=..., add_bos=...)` is the model's tokenizer."""
+    tokens: list[int] = []
+    for i, (text, is_content) in enumerate(segments):
+        tokens += tokenize(text, special=not is_content, add_bos=i == 0)
+    return tokens

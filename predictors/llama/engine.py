@@ -4,6 +4,8 @@ plus a chunk of a waiting prompt, in one llama.cpp batch.
 A new request joins between steps; its prompt is prefilled in chunks so running streams keep
 flowing (chunked prefill). A finished, cancelled or timed-out request leaves at once and its
 KV cache cells are freed. One worker thread owns llama.cpp; the event loop never waits on it.
+What runs and what each step decodes is the scheduler's decision (scheduler.py); this module
+carries it out on llama.cpp and hands the results to the event loop.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import heapq
 import logging
 import queue
 import threading
@@ -25,40 +26,23 @@ from predictors.llama import metrics
 from predictors.llama.chat import ChatTemplate
 from predictors.llama.model import LoadedModel
 from predictors.llama.sampling import SamplerChain
-from predictors.llama.sequence import Delta, FinishReason, Sequence
+from predictors.llama.scheduler import ERROR, Group, Scheduler
+from predictors.llama.sequence import Delta, Event, Finished, FinishReason, Generation, Sequence
 from predictors.llama.settings import LlamaSettings
-from runtime.textgen import Sampling
 from servemesh.errors import ResourceExhausted, Unavailable
+
+# The event types live with the sequence; servicers import them from here.
+__all__ = ["Delta", "Event", "FinishReason", "Finished", "Generation", "LlamaEngine"]
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 0.5
 CLOSE_WAIT_S = 10.0
 
 
-@dataclass(frozen=True)
-class Generation:
-    """One generation to run: the prompt as tokens, and how to continue it."""
-
-    prompt_tokens: list[int]
-    max_tokens: int
-    sampling: Sampling
-    stop: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The last event of a generation."""
-
-    reason: FinishReason
-    prompt_tokens: int
-    completion_tokens: int
-
-
-Event = Delta | Finished
-
-
 @dataclass
 class _Job:
+    """One caller's generation, and the events on their way to it."""
+
     generation: Generation
     loop: asyncio.AbstractEventLoop
     # Filled on the event loop by _deliver; `ready` wakes the one reader.
@@ -143,9 +127,9 @@ class LlamaEngine:
         self._thread.start()
         log.info("loaded %s in %.1f s", s.model_path, time.perf_counter() - started)
 
-    def tokenize(self, text: str) -> list[int]:
+    def tokenize(self, text: str, *, special: bool, add_bos: bool) -> list[int]:
         assert self._model is not None, "load() first"
-        return self._model.tokenize(text)
+        return self._model.tokenize(text, special=special, add_bos=add_bos)
 
     async def generate(self, generation: Generation) -> AsyncIterator[Event]:
         """Streams Delta events and one Finished; closing the iterator stops the generation
@@ -195,160 +179,88 @@ class LlamaEngine:
             n_tokens=s.prefill_chunk + s.max_sequences, embd=0, n_seq_max=1, verbose=False
         )
         outbox = _Outbox()
-        waiting: collections.deque[_Job] = collections.deque()
-        running: dict[int, Sequence] = {}
-        # The lowest free ids first: llama.cpp works on the span of KV streams a batch
-        # touches, so the running sequences are kept on neighbouring streams.
-        free_ids = list(range(s.max_sequences))  # a heap
-        cached: dict[int, list[int]] = {}  # slot -> tokens its kept KV cells hold
+        scheduler: Scheduler[_Job] = Scheduler(
+            max_sequences=s.max_sequences,
+            prefill_chunk=s.prefill_chunk,
+            prefix_cache=s.prefix_cache,
+            forget=model.forget,
+            make_sampler=lambda gen: SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens),
+            dequeued=self._dequeue,
+        )
         while not self._stopping:
-            self._collect(waiting, block=not running and not waiting)
-            for seq in [q for q in running.values() if q.job.cancelled.is_set()]:
-                self._release(seq, running, free_ids, cached, "cancelled")
-            for job in [j for j in waiting if j.cancelled.is_set()]:  # gone while waiting
-                waiting.remove(job)
-                self._dequeue(job)
-                metrics.FINISHED.labels("cancelled").inc()
-            # Admit in arrival order while a sequence slot (with its own KV cells) is free.
-            while waiting and free_ids:
-                job = waiting.popleft()
-                self._dequeue(job)
-                gen = job.generation
-                try:
-                    sampler = SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens)
-                except Exception as error:  # this request alone fails, as INTERNAL
-                    log.exception("cannot build the sampler")
-                    outbox.put(job, error)
-                    continue
-                seq_id = heapq.heappop(free_ids)
-                seq = Sequence(job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop)
-                seq.n_past = _shared_prefix(cached.pop(seq_id, []), gen.prompt_tokens)
-                model.forget(seq_id, keep=seq.n_past)
-                running[seq_id] = seq
-                metrics.PROMPT_TOKENS.inc(len(gen.prompt_tokens))
-                metrics.CACHED_PROMPT_TOKENS.inc(seq.n_past)
-            metrics.ACTIVE_SEQUENCES.set(len(running))
-            metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))
-            if running:
-                self._step(batch, running, free_ids, cached, outbox)
+            self._collect(scheduler, block=scheduler.idle)
+            scheduler.release_cancelled()
+            for job, error in scheduler.admit():  # this request alone fails, as INTERNAL
+                outbox.put(job, error)
+            if scheduler.running:
+                self._step(batch, scheduler, outbox)
             outbox.send()
         batch.close()
 
     def _step(
-        self,
-        batch: _internals.LlamaBatch,
-        running: dict[int, Sequence],
-        free_ids: list[int],
-        cached: dict[int, list[int]],
-        outbox: _Outbox,
+        self, batch: _internals.LlamaBatch, scheduler: Scheduler[_Job], outbox: _Outbox
     ) -> None:
-        """Decodes one token of every decoding sequence and a chunk of the prompts."""
+        """Decodes the scheduler's plan for this step, one llama.cpp batch per group, and
+        samples where the plan wants logits."""
         assert self._model is not None
         model = self._model
-        for group in self._groups(running):
+        for group in scheduler.schedule():
             try:
                 samples = self._load(batch, group)
                 model.context.decode(batch)
             except Exception as error:  # every running request learns it, as INTERNAL
                 log.exception("llama.cpp decode failed")
-                for seq in list(running.values()):
+                for seq in list(scheduler.running.values()):
                     outbox.put(seq.job, error)
-                    self._release(seq, running, free_ids, cached, "error")
+                    scheduler.release(seq, ERROR)
                 return
+            generated = 0
             for seq, index in samples:
                 token = seq.sampler.sample(model.ctx, index)
-                delta = seq.accept(token, model.piece(token), token in model.eog)
+                if seq.completion == 0:  # its first sampled token, whatever it is
+                    metrics.TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - seq.started)
+                is_eog = token in model.eog
+                if not is_eog:
+                    generated += 1
+                delta = seq.accept(token, model.piece(token), is_eog)
                 if delta is not None:
                     outbox.put(seq.job, delta)
                 if seq.finish_reason is not None:
                     reason = seq.finish_reason
                     outbox.put(seq.job, Finished(reason, len(seq.prompt), seq.completion))
-                    self._release(seq, running, free_ids, cached, reason.value)
+                    scheduler.release(seq, reason.value)
+            if generated:  # one counter update per batch, not per token
+                metrics.GENERATED_TOKENS.inc(generated)
             # A prompt's first token goes out now, not after the step's other prompt chunks.
             outbox.send()
 
-    def _collect(self, waiting: collections.deque[_Job], block: bool) -> None:
-        """Moves newly submitted jobs into `waiting`; waits for one when there is no work."""
+    def _collect(self, scheduler: Scheduler[_Job], block: bool) -> None:
+        """Hands newly submitted jobs to the scheduler; waits for one when there is no work."""
         try:
             job = self._inbox.get(timeout=IDLE_WAIT_S) if block else self._inbox.get_nowait()
             while True:
                 if job is not None:
-                    waiting.append(job)
+                    scheduler.submit(job)
                 job = self._inbox.get_nowait()
         except queue.Empty:
             pass
 
     def _dequeue(self, job: _Job) -> None:
+        """A job left the waiting queue (started, failed or cancelled): it no longer counts
+        against max_queued_requests."""
         metrics.QUEUED_REQUESTS.dec()
-        with contextlib.suppress(RuntimeError):
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody counts any more
             job.loop.call_soon_threadsafe(self._admitted)
 
-    def _groups(self, running: dict[int, Sequence]) -> list[list[tuple[Sequence, int, bool]]]:
-        """This step's batches of (sequence, token, wants logits): one with the next token of
-        every decoding sequence, then prompt chunks, one batch per sequence, up to
-        prefill_chunk tokens in all. Keeping each llama.cpp batch to one kind keeps it one
-        micro-batch: with a KV stream per sequence, llama.cpp splits a mixed batch into
-        many small ones."""
-        decoding = [(q, q.next_token, True) for q in running.values() if q.next_token is not None]
-        groups = [decoding] if decoding else []
-        budget = self.settings.prefill_chunk
-        for seq in running.values():
-            if budget <= 0:
-                break
-            if seq.prefilling:
-                start = seq.n_past
-                chunk = seq.prompt[start : start + budget]
-                budget -= len(chunk)
-                last = len(seq.prompt) - 1
-                groups.append([(seq, t, start + i == last) for i, t in enumerate(chunk)])
-        return groups
-
     @staticmethod
-    def _load(
-        batch: _internals.LlamaBatch, group: list[tuple[Sequence, int, bool]]
-    ) -> list[tuple[Sequence, int]]:
+    def _load(batch: _internals.LlamaBatch, group: Group[_Job]) -> list[tuple[Sequence[_Job], int]]:
         """Writes a group into the batch; returns the sequences to sample and their index."""
         b = batch.batch
         samples = []
-        for n, (seq, token, logits) in enumerate(group):
-            b.token[n], b.pos[n], b.n_seq_id[n] = token, seq.n_past, 1
+        for n, (seq, token, pos, logits) in enumerate(group):
+            b.token[n], b.pos[n], b.n_seq_id[n] = token, pos, 1
             b.seq_id[n][0], b.logits[n] = seq.seq_id, logits
             if logits:
                 samples.append((seq, n))
-                seq.next_token = None
-            seq.n_past += 1
         b.n_tokens = len(group)
         return samples
-
-    def _release(
-        self,
-        seq: Sequence,
-        running: dict[int, Sequence],
-        free_ids: list[int],
-        cached: dict[int, list[int]],
-        outcome: str,
-    ) -> None:
-        """Ends a sequence and frees its slot. Its KV cells stay for the slot's next request
-        to reuse (prefix cache), unless that is off or the decode failed."""
-        assert self._model is not None
-        if self.settings.prefix_cache and outcome != "error":
-            cached[seq.seq_id] = seq.cached_tokens()
-        else:
-            self._model.forget(seq.seq_id)
-        seq.sampler.free()
-        del running[seq.seq_id]
-        heapq.heappush(free_ids, seq.seq_id)
-        metrics.FINISHED.labels(outcome).inc()
-        metrics.ACTIVE_SEQUENCES.set(len(running))
-        metrics.KV_USED_TOKENS.set(sum(q.n_past for q in running.values()))
-
-
-def _shared_prefix(cached: list[int], prompt: list[int]) -> int:
-    """How many leading prompt tokens `cached` already holds; the last prompt token is always
-    decoded again, since its logits give the first output token."""
-    n = 0
-    for a, b in zip(cached, prompt[:-1], strict=False):
-        if a != b:
-            break
-        n += 1
-    return n

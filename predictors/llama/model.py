@@ -50,10 +50,11 @@ class LoadedModel:
         n = llama_cpp.llama_token_to_piece(self.vocab, token, buffer, len(buffer), 0, False)
         return buffer.raw[:n]
 
-    def tokenize(self, text: str) -> list[int]:
-        """The prompt's tokens, special tokens parsed. Reads only the vocabulary, so it is
+    def tokenize(self, text: str, *, special: bool, add_bos: bool) -> list[int]:
+        """The tokens of `text`; with `special`, the text of a control token (`<|im_end|>`)
+        becomes that token, otherwise it is plain text. Reads only the vocabulary, so it is
         safe beside a running decode."""
-        return self.model.tokenize(text.encode(), add_bos=True, special=True)
+        return self.model.tokenize(text.encode(), add_bos=add_bos, special=special)
 
     def piece(self, token: int) -> bytes:
         """The bytes a generated token stands for (a part of a character, possibly)."""

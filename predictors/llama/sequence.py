@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import codecs
 import enum
+import threading
 import time
 from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
 
-from predictors.llama import metrics
-from predictors.llama.sampling import SamplerChain
 from runtime.stop_sequences import StopMatcher
+from runtime.textgen import Sampling
 
 
 class FinishReason(enum.Enum):
     EOS_TOKEN = "eos_token"
     LENGTH = "length"
     STOP_SEQUENCE = "stop_sequence"
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One generation to run: the prompt as tokens, and how to continue it."""
+
+    prompt_tokens: list[int]
+    max_tokens: int
+    sampling: Sampling
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -27,21 +38,56 @@ class Delta:
     token_count: int
 
 
-class Sequence:
-    """A generation that owns sequence id `seq_id` in the shared context."""
+@dataclass(frozen=True)
+class Finished:
+    """The last event of a generation."""
+
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Event = Delta | Finished
+
+
+class Job(Protocol):
+    """What the batching loop reads of a submitted request: its generation, and whether its
+    caller has gone (set from the event loop, read by the worker thread)."""
+
+    @property
+    def generation(self) -> Generation: ...
+
+    @property
+    def cancelled(self) -> threading.Event: ...
+
+
+class Sampler(Protocol):
+    """Picks a sequence's next token; in the engine, a llama.cpp sampler chain."""
+
+    def sample(self, ctx: Any, batch_index: int) -> int: ...
+
+    def free(self) -> None: ...
+
+
+J = TypeVar("J", bound=Job)
+
+
+class Sequence(Generic[J]):
+    """A generation that owns sequence id `seq_id` in the shared context. Generic over the job
+    type, so the engine gets its own job class back and tests can use a plain one."""
 
     def __init__(
         self,
-        job: object,
+        job: J,
         seq_id: int,
         prompt: list[int],
         max_tokens: int,
-        sampler: SamplerChain,
+        sampler: Sampler,
         stops: tuple[str, ...],
     ) -> None:
         self.job, self.seq_id, self.prompt = job, seq_id, prompt
         self.max_tokens, self.sampler = max_tokens, sampler
-        self.n_past = 0  # tokens of this sequence in the KV cache
+        self.n_past = 0  # tokens of this sequence in the KV cache (or in this step's plan)
         self.generated: list[int] = []
         self.next_token: int | None = None  # sampled, to be decoded in the next batch
         self.completion = 0
@@ -61,8 +107,6 @@ class Sequence:
 
     def accept(self, token: int, piece: bytes, is_eog: bool) -> Delta | None:
         """Takes a sampled token; returns text to send, if any. Sets finish_reason when done."""
-        if self.completion == 0:
-            metrics.TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - self.started)
         if is_eog:
             self.finish_reason = FinishReason.EOS_TOKEN
             return self._flush()
@@ -70,7 +114,6 @@ class Sequence:
         self.unsent += 1
         self.next_token = token
         self.generated.append(token)
-        metrics.GENERATED_TOKENS.inc()
         text, stopped = self._stops.feed(self._decoder.decode(piece))
         if stopped:
             self.finish_reason = FinishReason.STOP_SEQUENCE

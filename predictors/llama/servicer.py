@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from predictors.llama.chat import tokenize_segments
 from predictors.llama.engine import Delta, Event, Finished, FinishReason, Generation, LlamaEngine
 from runtime.textgen import GenerationLimits, fit_max_tokens, parse_generation
 from servemesh.errors import InvalidArgument, NotFound
@@ -72,7 +73,14 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
 
     async def _events(self, request: Request) -> AsyncIterator[Event]:
         self._check_model(request.model)
-        if request.WhichOneof("input") != "text_generation":
+        given = request.WhichOneof("input")
+        if given is None:
+            raise InvalidArgument(
+                f"the request gives no input; model {request.model!r} generates text: set "
+                "text_generation (a prompt or chat messages)",
+                reason="INPUT_REQUIRED",
+            )
+        if given != "text_generation":
             raise InvalidArgument(
                 f"model {request.model!r} generates text: give text_generation (a prompt or "
                 "chat messages), not named inference inputs",
@@ -80,10 +88,13 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
             )
         spec = parse_generation(request.text_generation, self._limits)
         chat = self._engine.chat
-        prompt = (
-            spec.prompt if spec.messages is None or chat is None else chat.render(spec.messages)
-        )
-        tokens = await asyncio.to_thread(self._engine.tokenize, prompt or "")
+        if spec.messages is not None and chat is not None:
+            segments = chat.segments(spec.messages)
+        else:
+            # A raw prompt is the caller's own full text, control tokens included: raw by
+            # explicit choice, where chat messages can never hold a control token.
+            segments = [(spec.prompt or "", False)]
+        tokens = await asyncio.to_thread(tokenize_segments, segments, self._engine.tokenize)
         max_tokens = fit_max_tokens(len(tokens), spec, self._limits)
         generation = Generation(tokens, max_tokens, spec.sampling, spec.stop)
         async for event in self._engine.generate(generation):

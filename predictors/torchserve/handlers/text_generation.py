@@ -16,8 +16,10 @@ import logging
 from typing import Any
 
 import torch
+from chat_segments import render_segments
 from handler_io import BadInput, main_input, to_json
 from text_deltas import TextDeltas
+from token_budget import ContextOverflow, fit_max_tokens
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from ts.handler_utils.utils import send_intermediate_predict_response
 
@@ -36,16 +38,24 @@ class TextGeneration:
         ).eval()
         self.initialized = True
 
+    def _render(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
+
     def _input_ids(self, request: dict[str, Any]) -> torch.Tensor:
         if request.get("messages"):
-            encoded = self.tokenizer.apply_chat_template(
-                request["messages"],
-                add_generation_prompt=True,
-                return_tensors="pt",
-                return_dict=True,
-            )
-            return encoded["input_ids"]
+            # The template's markup with its control tokens, the messages' content as plain
+            # text: a message cannot forge a turn (see chat_segments).
+            ids: list[int] = []
+            for text, is_content in render_segments(self._render, request["messages"]):
+                encoded = self.tokenizer(
+                    text, add_special_tokens=False, split_special_tokens=is_content
+                )
+                ids += encoded["input_ids"]
+            return torch.tensor([ids])
         if request.get("prompt"):
+            # A raw prompt is the caller's own full text, control tokens included.
             return self.tokenizer(request["prompt"], return_tensors="pt")["input_ids"]
         raise BadInput("give a prompt or chat messages")
 
@@ -108,21 +118,13 @@ class TextGeneration:
 
 
 def _fit_max_tokens(prompt_tokens: int, request: dict[str, Any]) -> int:
-    """max_tokens for this prompt, with the llama predictor's rules and wording: a default is
-    cut to the room the context leaves, a requested value that does not fit is refused."""
+    """max_tokens for this prompt, with the llama predictor's rules and wording."""
     max_tokens = int(request.get("max_tokens", 256))
     context = int(request.get("context_length", 0))
     if not context:
         return max_tokens
-    room = context - prompt_tokens
-    if room < 1:
-        raise BadInput(
-            f"the prompt has {prompt_tokens} tokens; the context holds {context}, so it must "
-            f"have at most {context - 1} to leave room for an answer"
-        )
-    if max_tokens > room and request.get("max_tokens_requested"):
-        raise BadInput(
-            f"the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}; together "
-            f"they must fit the context of {context} tokens (max_tokens {room} at most)"
-        )
-    return min(max_tokens, room)
+    requested = max_tokens if request.get("max_tokens_requested") else None
+    try:
+        return fit_max_tokens(prompt_tokens, context, requested, max_tokens)
+    except ContextOverflow as error:
+        raise BadInput(str(error)) from None

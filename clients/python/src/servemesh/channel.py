@@ -132,11 +132,6 @@ DEFAULT = _Default()
 Timeout = float | None | _Default
 
 
-def resolve_timeout(timeout: Timeout, default: float | None) -> float | None:
-    """The deadline in seconds for one call, or None for none."""
-    return default if isinstance(timeout, _Default) else timeout
-
-
 class ClientBase:
     """The channel, stubs, default deadline and key of a client. `Client` and `AsyncClient`
     differ only in the gRPC API their channel comes from (`_grpc`: grpc or grpc.aio)."""
@@ -174,3 +169,8 @@ class ClientBase:
         self._stub = pb_grpc.PredictionServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
         self._timeout = timeout
+
+    def _call_options(self, timeout: Timeout) -> dict[str, Any]:
+        """The deadline (the client's default unless given; None for none) and key of a call."""
+        seconds = self._timeout if isinstance(timeout, _Default) else timeout
+        return {"timeout": seconds, "metadata": self._metadata}

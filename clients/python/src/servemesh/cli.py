@@ -28,6 +28,7 @@ def _parse_input(spec: str) -> tuple[str, bytes | str]:
 
 
 def _prediction_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The request options of `predict` and `stream`; ValueError for a usage mistake."""
     kwargs: dict[str, Any] = {
         "max_tokens": args.max_tokens,
         "temperature": args.temperature,
@@ -37,17 +38,18 @@ def _prediction_args(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "repeat_penalty": args.repeat_penalty,
     }
+    kwargs = {name: value for name, value in kwargs.items() if value is not None}
     if args.input:
         if args.prompt is not None:
-            raise ServemeshError("give a prompt or --input values, not both")
+            raise ValueError("give a prompt or --input values, not both")
         return {"inputs": dict(args.input)}
     if args.prompt is None:
-        raise ServemeshError("give a prompt (or --input NAME=VALUE for models with named inputs)")
+        raise ValueError("give a prompt (or --input NAME=VALUE for models with named inputs)")
     if args.raw:
+        if args.system is not None:
+            raise ValueError("--system goes with a chat message; leave out --raw to use it")
         return {"prompt": args.prompt, **kwargs}
-    messages = [{"role": "system", "content": args.system}] if args.system else []
-    messages.append({"role": "user", "content": args.prompt})
-    return {"messages": messages, **kwargs}
+    return {"message": args.prompt, "system": args.system, **kwargs}
 
 
 def _models(client: Client, args: argparse.Namespace) -> None:
@@ -65,7 +67,7 @@ def _models(client: Client, args: argparse.Namespace) -> None:
 
 
 def _predict(client: Client, args: argparse.Namespace) -> None:
-    result = client.predict(args.model, **_prediction_args(args))
+    result = client.predict(args.model, **args.request)
     if args.json:
         print(json.dumps(asdict(result), indent=2, default=repr))
     elif result.outputs:
@@ -83,7 +85,7 @@ def _predict(client: Client, args: argparse.Namespace) -> None:
 
 
 def _stream(client: Client, args: argparse.Namespace) -> None:
-    for chunk in client.predict_stream(args.model, **_prediction_args(args)):
+    for chunk in client.predict_stream(args.model, **args.request):
         if args.json:
             print(json.dumps(asdict(chunk), default=repr), flush=True)
             continue
@@ -212,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         return args.run_bench(args, _client_options(args))
+    if args.command in ("predict", "stream"):
+        try:
+            args.request = _prediction_args(args)
+        except ValueError as error:
+            parser.error(f"{args.command}: {error}")
     try:
         client = Client(args.target, timeout=args.timeout, **_client_options(args))
     except ValueError as error:  # an unreadable TLS file or a malformed key

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Unpack
 
 import grpc
 from grpc_health.v1 import health_pb2
 
-from servemesh.channel import DEFAULT, ClientBase, Timeout, resolve_timeout
+from servemesh.channel import DEFAULT, ClientBase, Timeout
 from servemesh.errors import from_rpc_error
-from servemesh.requests import build_request
-from servemesh.types import Model, Prediction, StreamChunk
+from servemesh.requests import RequestOptions, build_request
+from servemesh.types import Model, Prediction, StreamChunk, health_name
 from servemesh.v1 import prediction_service_pb2 as pb
 
 
@@ -20,27 +20,35 @@ class Client(ClientBase):
 
     _grpc = grpc
 
-    def predict(
-        self, model: str, prompt: str | None = None, *, timeout: Timeout = DEFAULT, **kwargs: Any
-    ) -> Prediction:
-        """Runs a model once. Takes prompt, messages= or inputs=, plus generation parameters."""
-        request = build_request(pb.PredictRequest, model, prompt, **kwargs)
+    def _unary(self, method: Callable[..., Any], request: Any, timeout: Timeout) -> Any:
         try:
-            response = self._stub.Predict(
-                request, timeout=resolve_timeout(timeout, self._timeout), metadata=self._metadata
-            )
+            return method(request, **self._call_options(timeout))
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
-        return Prediction.from_proto(response)
+
+    def predict(
+        self,
+        model: str,
+        message: str | None = None,
+        *,
+        timeout: Timeout = DEFAULT,
+        **options: Unpack[RequestOptions],
+    ) -> Prediction:
+        """Runs a model once on a user `message`, or on prompt=, messages= or inputs=."""
+        request = build_request(pb.PredictRequest, model, message, **options)
+        return Prediction.from_proto(self._unary(self._stub.Predict, request, timeout))
 
     def predict_stream(
-        self, model: str, prompt: str | None = None, *, timeout: Timeout = DEFAULT, **kwargs: Any
+        self,
+        model: str,
+        message: str | None = None,
+        *,
+        timeout: Timeout = DEFAULT,
+        **options: Unpack[RequestOptions],
     ) -> Iterator[StreamChunk]:
         """Streams a model's output; leaving the loop early cancels the generation."""
-        request = build_request(pb.PredictStreamRequest, model, prompt, **kwargs)
-        call = self._stub.PredictStream(
-            request, timeout=resolve_timeout(timeout, self._timeout), metadata=self._metadata
-        )
+        request = build_request(pb.PredictStreamRequest, model, message, **options)
+        call = self._stub.PredictStream(request, **self._call_options(timeout))
         try:
             for response in call:
                 yield StreamChunk.from_proto(response)
@@ -51,39 +59,18 @@ class Client(ClientBase):
 
     def list_models(self, *, timeout: Timeout = DEFAULT) -> list[Model]:
         """The models the server can run, sorted by name."""
-        try:
-            response = self._stub.ListModels(
-                pb.ListModelsRequest(),
-                timeout=resolve_timeout(timeout, self._timeout),
-                metadata=self._metadata,
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        response = self._unary(self._stub.ListModels, pb.ListModelsRequest(), timeout)
         return [Model.from_proto(m) for m in response.models]
 
     def get_model(self, name: str, *, timeout: Timeout = DEFAULT) -> Model:
         """One model's description; NotFound when there is no such model."""
-        try:
-            response = self._stub.GetModel(
-                pb.GetModelRequest(name=name),
-                timeout=resolve_timeout(timeout, self._timeout),
-                metadata=self._metadata,
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return Model.from_proto(response.model)
+        request = pb.GetModelRequest(name=name)
+        return Model.from_proto(self._unary(self._stub.GetModel, request, timeout).model)
 
     def health(self, service: str = "", *, timeout: Timeout = DEFAULT) -> str:
         """The grpc.health.v1 status of the server, or of one of its services: 'SERVING', ..."""
-        try:
-            response = self._health.Check(
-                health_pb2.HealthCheckRequest(service=service),
-                timeout=resolve_timeout(timeout, self._timeout),
-                metadata=self._metadata,
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        request = health_pb2.HealthCheckRequest(service=service)
+        return health_name(self._unary(self._health.Check, request, timeout))
 
     def close(self) -> None:
         self._channel.close()

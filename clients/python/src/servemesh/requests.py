@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2, inference_pb2, prediction_service_pb2
@@ -42,11 +42,32 @@ def inference_value(value: InputValue) -> inference_pb2.InferenceValue:
     return inference_pb2.InferenceValue(tensor=value)
 
 
+class RequestOptions(TypedDict, total=False):
+    """What a Predict or PredictStream call takes besides the model and a user message, for
+    both clients: one other input (a raw `prompt`, chat `messages` or named `inputs`) and the
+    generation parameters."""
+
+    system: str
+    prompt: str
+    messages: Sequence[Message]
+    inputs: Mapping[str, InputValue]
+    request_id: str
+    max_tokens: int
+    temperature: float
+    top_p: float
+    top_k: int
+    stop: Sequence[str]
+    seed: int
+    repeat_penalty: float
+
+
 def build_request(
     request_type: type[RequestT],
     model: str,
-    prompt: str | None = None,
+    message: str | None = None,
     *,
+    system: str | None = None,
+    prompt: str | None = None,
     messages: Sequence[Message] | None = None,
     inputs: Mapping[str, InputValue] | None = None,
     request_id: str = "",
@@ -58,15 +79,35 @@ def build_request(
     seed: int | None = None,
     repeat_penalty: float | None = None,
 ) -> RequestT:
-    """A Predict or PredictStream request: exactly one of prompt, messages or inputs."""
-    candidates = {"prompt": prompt, "messages": messages, "inputs": inputs}
+    """A Predict or PredictStream request from exactly one input: `message`, a user's chat
+    message (after an optional `system` message; the model's chat template applies, as in the
+    CLI), `prompt`, raw text the model continues as it is, `messages`, a whole conversation,
+    or `inputs`, named inputs for models that take them."""
+    candidates = {"message": message, "prompt": prompt, "messages": messages, "inputs": inputs}
     given = [name for name, value in candidates.items() if value is not None]
     if len(given) != 1:
         raise InvalidArgument(
-            f"give exactly one of prompt, messages or inputs (got {given or 'none'})"
+            "give exactly one of a message (the positional argument), prompt=, messages= or "
+            f"inputs= (got {', '.join(given) or 'none'})"
         )
+    if system is not None and message is None:
+        raise InvalidArgument("system= goes with a message; put it in messages= otherwise")
     request = request_type(model=model, request_id=request_id)
     if inputs is not None:
+        generation = {
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+            "top_k": top_k,
+            "stop": stop,
+            "seed": seed,
+            "repeat_penalty": repeat_penalty,
+        }
+        if given := [name for name, value in generation.items() if value is not None]:
+            raise InvalidArgument(
+                f"{', '.join(given)}: generation parameters go with a message, prompt= or "
+                "messages=, not with inputs="
+            )
         for name, value in inputs.items():
             request.inference.inputs[name].CopyFrom(inference_value(value))
         return request
@@ -81,6 +122,8 @@ def build_request(
     )
     generation = request.text_generation
     generation.parameters.CopyFrom(params)
+    if message is not None:
+        messages = [("system", system), ("user", message)] if system else [("user", message)]
     if messages is not None:
         generation.chat.SetInParent()  # an empty conversation is still a conversation
         generation.chat.messages.extend(chat_message(m) for m in messages)

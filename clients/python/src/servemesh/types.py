@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from grpc_health.v1 import health_pb2
 
 from servemesh.v1 import (
     generation_pb2,
@@ -143,3 +144,8 @@ class Model:
             max_queued_requests=limits.max_queued_requests,
             description=info.description,
         )
+
+
+def health_name(response: health_pb2.HealthCheckResponse) -> str:
+    """A grpc.health.v1 status as its name: 'SERVING', 'NOT_SERVING', ..."""
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

@@ -32,7 +32,7 @@ class ServemeshTarget:
 
     async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
         async for chunk in self._client.predict_stream(
-            self.model, request.prompt, max_tokens=request.max_tokens, temperature=0
+            self.model, prompt=request.prompt, max_tokens=request.max_tokens, temperature=0
         ):
             if chunk.token_count:
                 yield chunk.token_count

@@ -8,16 +8,23 @@ import os
 import time
 import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
 
 from gateway import metrics
-from gateway.backends.base import Backend
-from gateway.config import BackendConfig, ConfigError, ModelConfig
-from gateway.replicas import Replica, ReplicaSet
-from gateway.retry_budget import RetryBudget
+from gateway.backends.base import (
+    Backend,
+    BackendOptions,
+    NoModelOptions,
+    parse_backend_table,
+    parse_model_table,
+)
+from gateway.backends.servemesh.replicas import Replica, ReplicaSet
+from gateway.backends.servemesh.retry_budget import RetryBudget
+from gateway.config import POSITIVE, BackendConfig, ConfigError, ModelConfig
 from runtime.server import MAX_MESSAGE_BYTES
 from servemesh.channel import auth_metadata
 from servemesh.errors import Unavailable
@@ -29,7 +36,16 @@ log = logging.getLogger(__name__)
 _UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 
-class ServemeshBackend(Backend):
+@dataclass(frozen=True, kw_only=True)
+class ServemeshOptions(BackendOptions):
+    """The options of a `kind = "servemesh"` backend table."""
+
+    resolve_interval_s: float = field(default=10.0, metadata=POSITIVE)  # dns:/// re-resolution
+    max_attempts: int = field(default=3, metadata=POSITIVE)  # tries of one unary call
+    api_key_env: str = ""  # the environment variable that holds the backend's key
+
+
+class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
     """Forwards servemesh.v1 calls unchanged, with the caller's deadline.
 
     A unary call that fails with UNAVAILABLE is tried again on another replica, within
@@ -45,20 +61,27 @@ class ServemeshBackend(Backend):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(config, models, max_message_bytes)
-        options = config.options
-        self._metadata = _api_key_metadata(config)
+        self._metadata = _api_key_metadata(config.name, self.options.api_key_env)
         self._replicas = ReplicaSet(
             config.name,
             config.targets,
             self._channel,
-            resolve_interval_s=float(options.get("resolve_interval_s", 10.0)),
+            resolve_interval_s=self.options.resolve_interval_s,
             metadata=self._metadata,
         )
-        self._max_attempts = int(options.get("max_attempts", 3))
+        self._max_attempts = self.options.max_attempts
         self._budget = RetryBudget()
         self._stubs: weakref.WeakKeyDictionary[Replica, pb_grpc.PredictionServiceStub] = (
             weakref.WeakKeyDictionary()
         )
+
+    @classmethod
+    def parse_options(cls, config: BackendConfig) -> ServemeshOptions:
+        return parse_backend_table(ServemeshOptions, config)
+
+    @classmethod
+    def parse_model_options(cls, model: ModelConfig) -> NoModelOptions:
+        return parse_model_table(NoModelOptions, model, "servemesh")
 
     def _stub(self, replica: Replica) -> pb_grpc.PredictionServiceStub:
         stub = self._stubs.get(replica)
@@ -66,42 +89,21 @@ class ServemeshBackend(Backend):
             stub = self._stubs[replica] = pb_grpc.PredictionServiceStub(replica.channel)
         return stub
 
-    def _may_retry(
-        self, error: grpc.aio.AioRpcError, attempts: int, deadline: float | None
-    ) -> bool:
-        return (
-            error.code() == _UNAVAILABLE
-            and attempts < self._max_attempts
-            and (deadline is None or time.monotonic() < deadline)
-            and self._budget.try_retry()
-        )
-
     async def _unary(self, method: str, request: Message, timeout: float | None) -> Any:
         """Calls unary `method` on the least busy replica, then on others while retrying is
         safe and allowed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._budget.record_call()
-        tried: list[Replica] = []
+        attempts = _Attempts(self, timeout)
         while True:
-            replica = self._replicas.pick(avoid=tried)
+            replica = attempts.next_replica()
             call = getattr(self._stub(replica), method)(
-                request, timeout=_remaining(deadline), metadata=self._metadata
+                request, timeout=attempts.remaining(), metadata=self._metadata
             )
             with self._replicas.in_flight(replica):
                 try:
                     return await call
                 except grpc.aio.AioRpcError as error:
-                    tried.append(replica)
-                    if not self._may_retry(error, len(tried), deadline):
+                    if not attempts.retry_after(replica, error):
                         raise
-                    metrics.RETRIES.labels(self.name).inc()
-                    log.info(
-                        "backend %s: retrying on another replica after %s from %s: %s",
-                        self.name,
-                        error.code().name,
-                        replica.address,
-                        error.details(),
-                    )
                 finally:
                     call.cancel()  # a no-op once done; stops the backend when our caller left
 
@@ -113,15 +115,13 @@ class ServemeshBackend(Backend):
     async def predict_stream(
         self, request: pb.PredictStreamRequest, timeout: float | None
     ) -> AsyncIterator[pb.PredictStreamResponse]:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self._budget.record_call()
-        tried: list[Replica] = []
+        attempts = _Attempts(self, timeout)
         while True:
-            replica = self._replicas.pick(avoid=tried)
+            replica = attempts.next_replica()
             relayed = 0
             with self._replicas.in_flight(replica):
                 call = self._stub(replica).PredictStream(
-                    request, timeout=_remaining(deadline), metadata=self._metadata
+                    request, timeout=attempts.remaining(), metadata=self._metadata
                 )
                 try:
                     async for response in call:
@@ -129,9 +129,7 @@ class ServemeshBackend(Backend):
                         yield response
                     return
                 except grpc.aio.AioRpcError as error:
-                    tried.append(replica)
-                    if relayed == 0 and self._may_retry(error, len(tried), deadline):
-                        metrics.RETRIES.labels(self.name).inc()
+                    if relayed == 0 and attempts.retry_after(replica, error):
                         continue
                     if relayed and error.code() == _UNAVAILABLE:
                         raise Unavailable(
@@ -157,16 +155,50 @@ class ServemeshBackend(Backend):
         await self._replicas.close()
 
 
-def _api_key_metadata(config: BackendConfig) -> tuple[tuple[str, str], ...]:
+def _api_key_metadata(backend: str, name: str) -> tuple[tuple[str, str], ...]:
     """The key the backend wants, from the environment variable its `api_key_env` names."""
-    name = config.options.get("api_key_env")
     if not name:
         return ()
     key = os.environ.get(name)
     if not key:
-        raise ConfigError(f"backends.{config.name}.api_key_env names {name}, which is not set")
+        raise ConfigError(f"backends.{backend}.api_key_env names {name}, which is not set")
     return auth_metadata(key)
 
 
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+class _Attempts:
+    """The tries of one call: each on the least busy replica not tried yet, the next only
+    after UNAVAILABLE, within max_attempts, the retry budget and the caller's deadline."""
+
+    def __init__(self, backend: ServemeshBackend, timeout: float | None) -> None:
+        self._backend = backend
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        self._tried: list[Replica] = []
+        backend._budget.record_call()
+
+    def next_replica(self) -> Replica:
+        return self._backend._replicas.pick(avoid=self._tried)
+
+    def remaining(self) -> float | None:
+        """The deadline left for the next try, in seconds."""
+        return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+
+    def retry_after(self, replica: Replica, error: grpc.aio.AioRpcError) -> bool:
+        """Whether to try again after `error` from `replica` (counted and logged if so)."""
+        self._tried.append(replica)
+        backend = self._backend
+        if not (
+            error.code() == _UNAVAILABLE
+            and len(self._tried) < backend._max_attempts
+            and (self._deadline is None or time.monotonic() < self._deadline)
+            and backend._budget.try_retry()
+        ):
+            return False
+        metrics.RETRIES.labels(backend.name).inc()
+        log.info(
+            "backend %s: retrying on another replica after %s from %s: %s",
+            backend.name,
+            error.code().name,
+            replica.address,
+            error.details(),
+        )
+        return True

@@ -1,34 +1,36 @@
-"""A TorchServe backend, reached through TorchServe's own inference and management gRPC APIs.
-
-Predict goes to Predictions; PredictStream goes to StreamPredictions only for models
-configured with `streaming = true` (TorchServe's worker dies when StreamPredictions reaches a
-handler that does not stream), and is answered for other models by wrapping the unary result
-as a stream of one message. Every call carries TorchServe's token from its key_file.json.
-"""
+"""A TorchServe backend, reached through TorchServe's own inference and management gRPC APIs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 
 import grpc
 from google.protobuf import empty_pb2
 
 from gateway.backends.base import Backend
-from gateway.backends.torchserve_codec import (
-    Task,
-    TorchServeModel,
+from gateway.backends.torchserve.codec import (
+    Request,
     inference_output,
+    text_as_one_chunk,
     text_chunk,
     text_output,
     torchserve_input,
 )
-from gateway.config import BackendConfig, ConfigError, ModelConfig
+from gateway.backends.torchserve.errors import torchserve_error
+from gateway.backends.torchserve.key_file import KeyFile
+from gateway.backends.torchserve.options import (
+    Task,
+    TorchServeModel,
+    TorchServeOptions,
+    parse_torchserve_model,
+    parse_torchserve_options,
+)
+from gateway.config import BackendConfig, ModelConfig
 from runtime.server import MAX_MESSAGE_BYTES
-from servemesh.errors import Internal, NotFound, ServemeshError, Unavailable, error_class
+from servemesh.errors import NotFound, ServemeshError
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 from torchserve_grpc import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
@@ -38,66 +40,13 @@ HEALTH_INTERVAL_S = 1.0
 LIST_LIMIT = 1000  # TorchServe's ListModels returns nothing without a limit
 
 
-class KeyFile:
-    """TorchServe's key_file.json, read again whenever TorchServe rewrites it."""
+class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
+    """Predict goes to TorchServe's Predictions; PredictStream goes to StreamPredictions only
+    for models configured with `streaming = true` (TorchServe's worker dies when
+    StreamPredictions reaches a handler that does not stream), and is answered for other
+    models by TorchServe's Predictions, sent as a stream of one message. Every call carries
+    TorchServe's token from its key_file.json."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._stamp: float | None = None
-        self._keys: dict[str, str] = {}
-
-    def metadata(self, api: str) -> tuple[tuple[str, str], ...]:
-        """The authorization header for TorchServe's `inference` or `management` API."""
-        if not self.path:
-            return ()
-        try:
-            stamp = os.stat(self.path).st_mtime
-            if stamp != self._stamp:
-                with open(self.path) as f:
-                    self._keys = {k: v["key"] for k, v in json.load(f).items()}
-                self._stamp = stamp
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise Unavailable(
-                f"cannot read TorchServe's key file {self.path}: {error}; is TorchServe running?",
-                reason="BACKEND_KEY_MISSING",
-            ) from None
-        return (("authorization", f"Bearer {self._keys.get(api, '')}"),)
-
-
-def _torchserve_error(error: grpc.aio.AioRpcError, model: str) -> ServemeshError:
-    """TorchServe's status in servemesh's terms; its Java exception line is dropped."""
-    code = error.code()
-    message = (error.details() or "").split("\norg.pytorch.serve.", 1)[0].strip()
-    if code == grpc.StatusCode.INTERNAL and message.startswith("Model not found"):
-        return NotFound(
-            f"model {model!r} is not registered in TorchServe ({message})",
-            reason="MODEL_NOT_FOUND",
-            metadata={"model": model},
-        )
-    if code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
-        return Internal(
-            f"TorchServe refused the gateway's token ({message}); check the backend's key_file",
-            reason="BACKEND_AUTH_FAILED",
-        )
-    if message.startswith("Worker died"):
-        # The worker that held this request died (crashed, killed, or silent past
-        # responseTimeout). TorchServe says INTERNAL, or RESOURCE_EXHAUSTED after a SIGKILL
-        # (it takes exit 137 for the OOM killer), and neither tells a client to retry; but
-        # TorchServe restarts the worker (2 to 4 s measured) and queues new calls meanwhile,
-        # so this is UNAVAILABLE, like a connection lost mid-call. The price: a request that
-        # itself kills the worker is resent by a retrying client, up to its max_attempts.
-        return Unavailable(
-            f"TorchServe's worker for model {model!r} died while it ran this request; TorchServe "
-            f"restarts it, so retry after a back-off (TorchServe: {message})",
-            reason="BACKEND_WORKER_DIED",
-            metadata={"model": model, "torchserve_code": code.name},
-        )
-    if code == grpc.StatusCode.INTERNAL and "no worker" in message:
-        return Unavailable(f"TorchServe: {message}", reason="BACKEND_WORKER_UNAVAILABLE")
-    return error_class(code)(f"TorchServe: {message}", reason="BACKEND_ERROR")
-
-
-class TorchServeBackend(Backend):
     def __init__(
         self,
         config: BackendConfig,
@@ -105,40 +54,47 @@ class TorchServeBackend(Backend):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(config, models, max_message_bytes)
-        try:
-            management_target = config.options["management_target"]
-        except KeyError:
-            raise ConfigError(f"backends.{config.name} needs management_target") from None
         self._inference_channel = self._channel(config.target)
-        self._management_channel = self._channel(management_target)
+        self._management_channel = self._channel(self.options.management_target)
         self._inference = inference_pb2_grpc.InferenceAPIsServiceStub(self._inference_channel)
         self._management = management_pb2_grpc.ManagementAPIsServiceStub(self._management_channel)
-        self._keys = KeyFile(config.options.get("key_file", ""))
-        self._specs = {name: TorchServeModel.from_config(m) for name, m in self.models.items()}
+        self._keys = KeyFile(self.options.key_file)
 
-    def _request(
-        self, request: pb.PredictRequest | pb.PredictStreamRequest, stream: bool
-    ) -> inference_pb2.PredictionsRequest:
-        spec = self._specs[request.model]
+    @classmethod
+    def parse_options(cls, config: BackendConfig) -> TorchServeOptions:
+        return parse_torchserve_options(config)
+
+    @classmethod
+    def parse_model_options(cls, model: ModelConfig) -> TorchServeModel:
+        return parse_torchserve_model(model)
+
+    def _request(self, request: Request, stream: bool) -> inference_pb2.PredictionsRequest:
+        spec = self.model_options[request.model]
         return inference_pb2.PredictionsRequest(
             model_name=request.model, input=torchserve_input(request, spec, stream)
         )
 
+    async def _prediction(self, request: Request, timeout: float | None) -> bytes:
+        """TorchServe's unary answer to `request`, of either kind: both carry the same fields
+        (codec.REQUEST_FIELDS), so neither is converted into the other."""
+        call = self._inference.Predictions(
+            self._request(request, stream=False),
+            timeout=timeout,
+            metadata=self._keys.metadata("inference"),
+        )
+        try:
+            return (await call).prediction
+        except grpc.aio.AioRpcError as error:
+            raise torchserve_error(error, request.model) from None
+        finally:
+            call.cancel()
+
     async def predict(
         self, request: pb.PredictRequest, timeout: float | None
     ) -> pb.PredictResponse:
-        ts_request = self._request(request, stream=False)
-        call = self._inference.Predictions(
-            ts_request, timeout=timeout, metadata=self._keys.metadata("inference")
-        )
-        try:
-            prediction = (await call).prediction
-        except grpc.aio.AioRpcError as error:
-            raise _torchserve_error(error, request.model) from None
-        finally:
-            call.cancel()
+        prediction = await self._prediction(request, timeout)
         response = pb.PredictResponse(request_id=request.request_id, model=request.model)
-        if self._specs[request.model].task is Task.TEXT_GENERATION:
+        if self.model_options[request.model].task is Task.TEXT_GENERATION:
             response.text_generation.CopyFrom(text_output(prediction))
         else:
             response.inference.CopyFrom(inference_output(prediction))
@@ -147,19 +103,14 @@ class TorchServeBackend(Backend):
     async def predict_stream(
         self, request: pb.PredictStreamRequest, timeout: float | None
     ) -> AsyncIterator[pb.PredictStreamResponse]:
-        spec = self._specs[request.model]
+        spec = self.model_options[request.model]
         if not spec.streaming:
-            # The two request messages share their fields and numbers.
-            unary = pb.PredictRequest.FromString(request.SerializeToString())
-            result = await self.predict(unary, timeout)
-            message = pb.PredictStreamResponse(request_id=result.request_id, model=result.model)
-            if result.HasField("text_generation"):
-                out = result.text_generation
-                message.text_delta.text = out.text
-                message.text_delta.token_count = out.usage.completion_tokens
-                message.finish_reason, message.usage = out.finish_reason, out.usage
+            prediction = await self._prediction(request, timeout)
+            message = pb.PredictStreamResponse(request_id=request.request_id, model=request.model)
+            if spec.task is Task.TEXT_GENERATION:
+                text_as_one_chunk(prediction, message)
             else:
-                message.inference.CopyFrom(result.inference)
+                message.inference.CopyFrom(inference_output(prediction))
             yield message
             return
         call = self._inference.StreamPredictions(
@@ -178,7 +129,7 @@ class TorchServeBackend(Backend):
                     message.inference.CopyFrom(inference_output(piece.prediction))
                 yield message
         except grpc.aio.AioRpcError as error:
-            raise _torchserve_error(error, request.model) from None
+            raise torchserve_error(error, request.model) from None
         finally:
             call.cancel()
 
@@ -202,7 +153,7 @@ class TorchServeBackend(Backend):
         )
 
     async def describe(self, model: str, timeout: float | None) -> model_pb2.ModelInfo:
-        spec = self._specs[model]
+        spec = self.model_options[model]
         info = model_pb2.ModelInfo(
             name=model,
             backend_kind=model_pb2.BACKEND_KIND_TORCHSERVE,

@@ -107,10 +107,17 @@ class ReplicaSet:
             gauge.set(replica.outstanding)
 
     async def serving_changes(self) -> AsyncIterator[bool]:
-        """Yields whether any replica serves, now and after every change; never ends."""
+        """Yields whether any replica serves, now and whenever that changes; never ends."""
         self.start()
+        last = None
         while True:
-            yield any(r.serving for r in self._replicas.values())
+            serving = any(r.serving for r in self._replicas.values())
+            if serving != last:
+                last = serving
+                yield serving
+                # The reader may have awaited something meanwhile: a change it slept through
+                # shows now, against `last`, instead of waiting for the next one.
+                continue
             async with self._changed:
                 await self._changed.wait()
 

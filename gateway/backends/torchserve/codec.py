@@ -1,84 +1,28 @@
-"""Converts between servemesh.v1 messages and TorchServe's map<string, bytes> and JSON.
-
-servemesh's TorchServe handlers answer with a JSON object. Its keys become named outputs:
-"classes" (a list of {label, score, index}) a Classification, "embedding" (a list of
-numbers) a Vector, strings text, other values their JSON text. An object with an "error" key
-is a bad request that the handler refused, request by request.
-"""
+"""Converts between servemesh.v1 messages and TorchServe's map<string, bytes> and JSON."""
 
 from __future__ import annotations
 
-import enum
 import json
-from dataclasses import dataclass
 from typing import Any
 
-from gateway.config import ConfigError, ModelConfig
-from runtime.textgen import GenerationLimits, parse_generation
+from gateway.backends.torchserve.options import Task, TorchServeModel
+from runtime.textgen import parse_generation
 from servemesh.errors import InvalidArgument
-from servemesh.v1 import generation_pb2, inference_pb2, model_pb2
+from servemesh.v1 import generation_pb2, inference_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 
+# Predict and PredictStream requests have the same fields, so the codec and the backend take
+# either as it is and never convert one into the other. These are the fields they read;
+# tests/unit/test_torchserve_codec.py fails when either message has a field not listed here,
+# so a new field is handled (or knowingly ignored) in both paths at once.
 Request = pb.PredictRequest | pb.PredictStreamRequest
+REQUEST_FIELDS = ("model", "request_id", "text_generation", "inference")
 REQUEST_KEY = "request"  # the input name under which text generation sends its JSON
 FINISH_REASONS = {
     "eos_token": generation_pb2.FINISH_REASON_EOS_TOKEN,
     "length": generation_pb2.FINISH_REASON_LENGTH,
     "stop_sequence": generation_pb2.FINISH_REASON_STOP_SEQUENCE,
 }
-
-
-class Task(enum.Enum):
-    """What a TorchServe model does, which decides how its inputs and outputs are mapped."""
-
-    IMAGE_CLASSIFICATION = "image_classification"
-    EMBEDDING = "embedding"
-    TEXT_GENERATION = "text_generation"
-    GENERIC = "generic"
-
-
-@dataclass(frozen=True)
-class TorchServeModel:
-    """A model's options from its [models.NAME] table."""
-
-    task: Task
-    streaming: bool
-    limits: GenerationLimits
-
-    @classmethod
-    def from_config(cls, model: ModelConfig) -> TorchServeModel:
-        options = model.options
-        try:
-            task = Task(options.get("task", "generic"))
-        except ValueError:
-            raise ConfigError(
-                f"models.{model.name}.task is {options['task']!r}; one of {[t.value for t in Task]}"
-            ) from None
-        max_tokens = int(options.get("max_tokens", 512))
-        limits = GenerationLimits(
-            context_length=int(options.get("context_length", 2048)),
-            max_tokens=max_tokens,
-            default_max_tokens=min(256, max_tokens),
-        )
-        return cls(task, bool(options.get("streaming", False)), limits)
-
-    def capabilities(self) -> model_pb2.ModelCapabilities:
-        if self.task is Task.TEXT_GENERATION:
-            inputs = [model_pb2.INPUT_KIND_PROMPT, model_pb2.INPUT_KIND_CHAT]
-            outputs = [model_pb2.OUTPUT_KIND_TEXT]
-        else:
-            inputs = [model_pb2.INPUT_KIND_NAMED_VALUES]
-            outputs = [model_pb2.OUTPUT_KIND_NAMED_VALUES]
-        return model_pb2.ModelCapabilities(
-            streaming=self.streaming, input_kinds=inputs, output_kinds=outputs
-        )
-
-    def model_limits(self) -> model_pb2.ModelLimits:
-        if self.task is not Task.TEXT_GENERATION:
-            return model_pb2.ModelLimits()
-        return model_pb2.ModelLimits(
-            context_length=self.limits.context_length, max_tokens=self.limits.max_tokens
-        )
 
 
 def _value_bytes(name: str, value: inference_pb2.InferenceValue) -> bytes:
@@ -154,6 +98,10 @@ def _decode(prediction: bytes) -> Any:
         return None
 
 
+# servemesh's TorchServe handlers answer with a JSON object. Its keys become named outputs:
+# "classes" (a list of {label, score, index}) a Classification, "embedding" (a list of
+# numbers) a Vector, strings text, other values their JSON text. An object with an "error"
+# key is a bad request that the handler refused, request by request.
 def _output_value(key: str, value: Any) -> inference_pb2.InferenceValue:
     if key == "classes" and isinstance(value, list):
         classes = [
@@ -199,6 +147,16 @@ def text_output(prediction: bytes) -> generation_pb2.TextGenerationOutput:
         finish_reason=FINISH_REASONS.get(payload.get("finish_reason", ""), 0),
         usage=generation_pb2.Usage(**payload.get("usage", {})),
     )
+
+
+def text_as_one_chunk(prediction: bytes, response: pb.PredictStreamResponse) -> None:
+    """Fills `response` with a unary text-generation answer whole: its text as the one
+    delta, with the finish reason and usage that a stream's last message carries."""
+    out = text_output(prediction)
+    response.text_delta.text = out.text
+    response.text_delta.token_count = out.usage.completion_tokens
+    response.finish_reason = out.finish_reason
+    response.usage.CopyFrom(out.usage)
 
 
 def text_chunk(prediction: bytes, response: pb.PredictStreamResponse) -> None:

@@ -1,0 +1,1 @@
+"""What runs the mesh: the local process manager and the mesh configuration."""

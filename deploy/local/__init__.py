@@ -1,0 +1,1 @@
+"""`make up` on one machine: the processes it starts, and meshctl, which starts them."""
