@@ -2,8 +2,8 @@
 
 Parsing copies a body, and a request refused only after parsing (for its prompt length, say)
 has already cost several times its size in memory. A text model needs a few hundred kB at
-most, a listing a few bytes: a body is weighed by its method and, for predictions, by its
-text input (read from its outermost fields, without parsing what they hold). The bound on
+most: a prediction is weighed by its text input (read from its outermost fields, without
+parsing what they hold). The bound on
 every request, limits.max_request_bytes, is gRPC's own receive limit: it refuses a bigger
 request from its length prefix, before reading it.
 """
@@ -16,7 +16,6 @@ from servemesh.v1 import prediction_service_pb2 as pb
 
 SERVICE = "/servemesh.v1.PredictionService/"
 PREDICT_METHODS = (SERVICE + "Predict", SERVICE + "PredictStream")
-SMALL_REQUEST_BYTES = 64 * 1024  # ListModels, GetModel: a model name at most
 _SCANNED_FIELDS = 8  # a real request has its input among its first three fields
 
 
@@ -79,15 +78,11 @@ def _too_big(what: str, size: int, limit: str, maximum: int) -> InvalidArgument:
 
 
 def check_body(method: str, body: bytes, limits: RequestLimits) -> None:
-    """Refuses a body heavier than its method or input can need, naming the limit."""
+    """Refuses a prediction whose text input weighs more than the limit, naming it. (Every
+    server refuses big listing, health and reflection requests: runtime.errors.)"""
     if method not in PREDICT_METHODS:
-        if len(body) > SMALL_REQUEST_BYTES and method.startswith(SERVICE):
-            raise _too_big(
-                "the request", len(body), "the limit of this method", SMALL_REQUEST_BYTES
-            )
         return
-    sizes = input_sizes(body)
-    text = sizes.get(TEXT_GENERATION, 0)
+    text = input_sizes(body).get(TEXT_GENERATION, 0)
     if text > limits.max_text_generation_bytes:
         raise _too_big(
             "text_generation",

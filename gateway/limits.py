@@ -8,6 +8,7 @@ its tokenizer and stay with its server (runtime/textgen.py).
 from __future__ import annotations
 
 from gateway.config import RequestLimits
+from runtime.quoting import shown
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2, inference_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
@@ -28,16 +29,6 @@ def _too_many(field: str, actual: int, unit: str, limit: str, maximum: int) -> I
             "actual": str(actual),
         },
     )
-
-
-def cut(name: str) -> str:
-    """A name from a request as an error quotes it, cut short: a status's message and
-    metadata travel in HTTP/2 trailers, and a client drops trailers over 8 to 16 KiB."""
-    return name if len(name) <= 64 else name[:64] + "..."
-
-
-def shown(name: str) -> str:
-    return repr(cut(name))
 
 
 def _value_bytes(value: inference_pb2.InferenceValue) -> int:

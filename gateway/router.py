@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.backends import Backend
-from gateway.limits import cut, shown
+from runtime.quoting import cut, shown
 from servemesh.errors import InvalidArgument, NotFound
 
 

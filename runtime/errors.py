@@ -74,14 +74,22 @@ class CallsInFlight:
 Deserializer = Callable[[bytes], Any] | None
 # Checks a request body before it is parsed: (method, body) -> None, or raises.
 BodyCheck = Callable[[str, bytes], None]
-OPEN_METHOD_BYTES = 64 * 1024  # a health or reflection request names a service or a file
+# Methods whose request names a service, a file or a model at most: health and reflection
+# (open without a key by default), and the model listing of every servemesh server.
+SMALL_REQUEST_METHODS = (
+    HEALTH_METHODS,
+    REFLECTION_METHODS,
+    "/servemesh.v1.PredictionService/ListModels",
+    "/servemesh.v1.PredictionService/GetModel",
+)
+SMALL_REQUEST_BYTES = 64 * 1024
 
 
-def check_open_method_body(method: str, body: bytes) -> None:
-    """Health and reflection, open without a key by default, take small requests only."""
-    if len(body) > OPEN_METHOD_BYTES and method.startswith((HEALTH_METHODS, REFLECTION_METHODS)):
+def check_small_request(method: str, body: bytes) -> None:
+    """Refuses a body over SMALL_REQUEST_BYTES at a method that takes small requests only."""
+    if len(body) > SMALL_REQUEST_BYTES and method.startswith(SMALL_REQUEST_METHODS):
         raise InvalidArgument(
-            f"the request is {len(body)} bytes; {method} takes at most {OPEN_METHOD_BYTES}",
+            f"the request is {len(body)} bytes; {method} takes at most {SMALL_REQUEST_BYTES}",
             reason="REQUEST_TOO_LARGE",
         )
 
@@ -165,7 +173,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         self._body_check = body_check
 
     def _check(self, method: str, body: bytes) -> None:
-        check_open_method_body(method, body)
+        check_small_request(method, body)
         if self._body_check is not None:
             self._body_check(method, body)
 

@@ -8,6 +8,28 @@ import time
 from collections.abc import Callable
 
 
+class _Interval:
+    """Lets one line through per `interval_s` and counts the ones it holds back."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float]) -> None:
+        self._interval_s, self._clock = interval_s, clock
+        self._next = float("-inf")
+        self._left_out = 0
+
+    def admit(self, message: str) -> str | None:
+        """`message`, with how many lines were held back since the last, if a line may go
+        out now; None otherwise."""
+        now = self._clock()
+        if now < self._next:
+            self._left_out += 1
+            return None
+        self._next = now + self._interval_s
+        if self._left_out:
+            message += f" ({self._left_out} more like it in the last {self._interval_s:g} s)"
+            self._left_out = 0
+        return message
+
+
 class RateLimitedLog:
     """Writes at most one line per `interval_s`; the next line written says how many were
     left out in between."""
@@ -18,22 +40,16 @@ class RateLimitedLog:
         interval_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._log, self._interval_s, self._clock = logger, interval_s, clock
-        self._next = float("-inf")
-        self._left_out = 0
+        self._log = logger
+        self._interval = _Interval(interval_s, clock)
 
     def log(self, level: int, message: str, *args: object, exc_info: object = None) -> bool:
         """Logs `message % args` unless a line went out less than `interval_s` ago; returns
         whether it did."""
-        now = self._clock()
-        if now < self._next:
-            self._left_out += 1
+        admitted = self._interval.admit(message)
+        if admitted is None:
             return False
-        self._next = now + self._interval_s
-        if self._left_out:
-            message += f" ({self._left_out} more like it in the last {self._interval_s:g} s)"
-            self._left_out = 0
-        self._log.log(level, message, *args, exc_info=exc_info)
+        self._log.log(level, admitted, *args, exc_info=exc_info)
         return True
 
 
@@ -46,25 +62,16 @@ class CallerGoneFilter(logging.Filter):
         self, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         super().__init__()
-        self._interval_s, self._clock = interval_s, clock
-        self._next = float("-inf")
-        self._left_out = 0
+        self._interval = _Interval(interval_s, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if not message.startswith("ExecuteBatchError"):
             return True
-        now = self._clock()
-        if now < self._next:
-            self._left_out += 1
+        admitted = self._interval.admit("could not send the answer of %s: the caller had gone")
+        if admitted is None:
             return False
-        self._next = now + self._interval_s
-        method = message.rsplit(" ", 1)[-1]
-        record.msg = "could not send the answer of %s: the caller had gone"
-        record.args = (method,)
-        if self._left_out:
-            record.msg += f" ({self._left_out} more like it in the last {self._interval_s:g} s)"
-            self._left_out = 0
+        record.msg, record.args = admitted, (message.rsplit(" ", 1)[-1],)
         record.exc_info, record.exc_text = None, None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

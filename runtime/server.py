@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from runtime.auth import OPEN_SERVICES, ApiKeys, AuthInterceptor
 from runtime.connections import ConnectionLimits
 from runtime.errors import BodyCheck, ErrorInterceptor
+from runtime.quoting import shown
 from runtime.tls import server_credentials
 from servemesh.channel import MAX_MESSAGE_BYTES  # one limit for servers and clients alike
 from servemesh.errors import NotFound
@@ -41,10 +42,8 @@ class HealthService(health.aio.HealthServicer):
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
     ) -> health_pb2.HealthCheckResponse:
         if request.service not in self._names:
-            name = request.service
-            shown = repr(name) if len(name) <= 64 else f"{name[:64]!r}... ({len(name)} chars)"
             raise NotFound(
-                f"no health service is named {shown}; the names are: "
+                f"no health service is named {shown(request.service)}; the names are: "
                 f"{', '.join(map(repr, sorted(self._names)))}",
                 reason="UNKNOWN_HEALTH_SERVICE",
             )

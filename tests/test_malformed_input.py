@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from runtime.errors import OPEN_METHOD_BYTES
+from runtime.errors import SMALL_REQUEST_BYTES
 from runtime.server import GrpcServer, ServerSettings
 
 REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
@@ -82,7 +82,7 @@ async def test_garbage_at_every_method_kind_is_invalid_argument_and_logged_once(
 
 async def test_open_methods_take_small_requests_only(address: str) -> None:
     """Health and reflection need no key by default: a big body is refused before parsing."""
-    big = health_pb2.HealthCheckRequest(service="x" * (OPEN_METHOD_BYTES + 1))
+    big = health_pb2.HealthCheckRequest(service="x" * (SMALL_REQUEST_BYTES + 1))
     async with grpc.aio.insecure_channel(address) as channel:
         check = channel.unary_unary("/grpc.health.v1.Health/Check")
         code, details = await _status(check(big.SerializeToString(), timeout=5))

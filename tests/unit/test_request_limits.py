@@ -10,7 +10,8 @@ import grpc
 import pytest
 
 from gateway.config import RequestLimits
-from gateway.limits import check_request, cut
+from gateway.limits import check_request
+from runtime.quoting import cut
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2, inference_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
