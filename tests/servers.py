@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,9 +14,10 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.local.meshctl import TS_PYTHON
+from deploy.local.ports import free_ports
+from deploy.local.prometheus import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -33,19 +33,6 @@ PROMPTS = [
     "1, 2, 3, 4,",
     "The first man on the moon was",
 ]
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct free loopback ports (held open together, so none is handed out twice)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def health_status(address: str, service: str = "") -> str:
@@ -269,16 +256,7 @@ class Metrics:
         self.url = f"http://127.0.0.1:{port}/metrics"
 
     def read(self) -> dict[str, float]:
-        import urllib.request
-
-        with urllib.request.urlopen(self.url, timeout=2) as response:
-            text = response.read().decode()
-        values: dict[str, float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-                values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-        return values
+        return read_metrics(self.url)
 
     def get(self, name: str) -> float:
         return self.read().get(name, 0.0)

@@ -19,12 +19,12 @@ import h2.connection
 import h2.events
 import pytest
 
+from deploy.local.ports import free_port
 from runtime.connections import ConnectionLimits
 from runtime.server import GrpcServer, ServerSettings
 from servemesh.v1 import generation_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
-from tests.servers import free_port
 
 
 class HoldingServicer(pb_grpc.PredictionServiceServicer):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, free_ports, health_status
+from deploy.local.ports import free_ports
+from tests.servers import ROOT, health_status
 
 MESHCTL = ROOT / "deploy" / "local" / "meshctl.py"
 

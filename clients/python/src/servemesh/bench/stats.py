@@ -9,7 +9,8 @@ from typing import Any
 from servemesh.bench.runner import RequestResult
 
 
-def _percentiles(values: list[float]) -> dict[str, float] | None:
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    """Mean, p50, p90 and p99 of `values` (seconds) in milliseconds; None when empty."""
     if not values:
         return None
     ordered = sorted(values)
@@ -49,8 +50,8 @@ def summarize(
         "output_tokens": output,
         "output_tok_s": output / duration,
         "goodput_req_s": sum(good(r) for r in ok) / duration,
-        "ttft_ms": _percentiles([r.ttft for r in ok if r.ttft is not None]),
-        "tpot_ms": _percentiles([r.tpot for r in ok if r.tpot is not None]),
-        "itl_ms": _percentiles([x for r in ok for x in r.itls]),
-        "e2e_ms": _percentiles([r.e2e for r in ok]),
+        "ttft_ms": percentiles([r.ttft for r in ok if r.ttft is not None]),
+        "tpot_ms": percentiles([r.tpot for r in ok if r.tpot is not None]),
+        "itl_ms": percentiles([x for r in ok for x in r.itls]),
+        "e2e_ms": percentiles([r.e2e for r in ok]),
     }
