@@ -53,12 +53,15 @@ def load_processes(path: Path, run_dir: Path) -> list[Process]:
 
 
 def _start_time(pid: int) -> str | None:
-    """The kernel's start time of `pid`, so a recycled pid is not mistaken for ours."""
+    """The kernel's start time of `pid`, so a recycled pid is not mistaken for ours; None when
+    it does not run. A zombie has exited: only its parent (a lab that started side servers
+    in its own process) has not reaped it yet."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]
 
 
 class RunDir:
