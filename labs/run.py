@@ -55,9 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         try:
             execute(lab, out, parameters)
-        except Exception as error:  # a failed cell: papermill names it; the next lab still runs
+        except Exception as error:  # a failed cell; the next lab still runs
             failed.append(lab.stem)
-            print(f"[{i}/{len(labs)}] {lab.stem} FAILED: {str(error).strip()[-2000:]}", flush=True)
+            # papermill's error carries the cell's exception; the executed notebook has the rest
+            name = getattr(error, "ename", type(error).__name__)
+            why = f"{name}: {getattr(error, 'evalue', error)}"
+            print(f"[{i}/{len(labs)}] {lab.stem} FAILED: {why} (see {out / lab.name})", flush=True)
             continue
         print(f"[{i}/{len(labs)}] {lab.stem} done in {time.perf_counter() - started:.0f} s")
         record = out / f"{lab.stem}.json"

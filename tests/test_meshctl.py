@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,22 @@ def test_a_taken_port_is_one_line_naming_the_flag(tmp_path, server: str) -> None
     assert "Traceback" not in result.stderr, result.stderr
     (line,) = [line for line in result.stderr.splitlines() if str(metrics) in line]
     assert "--metrics-port" in line and "in use" in line, result.stderr
+
+
+def test_a_child_that_exited_but_is_not_reaped_is_not_running(tmp_path) -> None:
+    """A lab starts side servers from its own process: a server that exited stays a zombie
+    until reaped, and `down` must not wait for it, or kill a recycled pid."""
+    from deploy.local.meshctl import RunDir
+
+    run = RunDir(tmp_path)
+    child = subprocess.Popen(["cat"], stdin=subprocess.PIPE)  # runs until its input closes
+    run.record("short", child.pid)
+    assert run.running_pid("short") == child.pid
+    assert child.stdin is not None
+    child.stdin.close()
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child did not exit"
+        time.sleep(0.01)
+    assert run.running_pid("short") is None
+    child.wait()

@@ -208,6 +208,21 @@ def test_a_call_without_the_torchserve_token_fails_at_torchserve(mesh, tmp_path)
         front.stop()
 
 
+def test_the_management_api_registers_no_archive_from_outside_the_model_store(mesh) -> None:
+    """The model API is on (the labs change batching through it), for the model store only."""
+    with grpc.insecure_channel(mesh.torchserve.management) as channel:
+        stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
+        key = mesh.torchserve.keys()["management"]
+        for url in ("https://example.com/model.mar", "file:///etc/passwd", "../x/model.mar"):
+            request = management_pb2.RegisterModelRequest(url=url, model_name="outsider")
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.RegisterModel(request, metadata=[("authorization", f"Bearer {key}")])
+            assert caught.value.code() == grpc.StatusCode.NOT_FOUND, url
+            assert (
+                "allowed URL" in caught.value.details() or "Relative path" in caught.value.details()
+            )
+
+
 def test_models_lists_torchserve_and_llama_models_with_capabilities(mesh) -> None:
     result = subprocess.run(
         [str(BIN / "servemesh"), "--target", mesh.gateway.address, "models", "--json"],
