@@ -126,7 +126,9 @@ def test_gateway_health_follows_its_backend(tmp_path) -> None:
 def test_predictor_health_is_not_serving_while_it_drains(tmp_path) -> None:
     import signal
 
-    predictor, _ = llama_predictor(tmp_path, "draining")
+    # A grace long enough for the stream on a loaded CI machine: the predictor leaves as soon
+    # as its last call ends, so a long grace costs nothing when the stream is quick.
+    predictor, _ = llama_predictor(tmp_path, "draining", "--grace-s", "30")
     predictor.start()
     try:
         with Client(predictor.address) as c:

@@ -34,7 +34,12 @@ def meshctl(tmp_path: Path, action: str) -> subprocess.CompletedProcess[str]:
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    """Whether `pid` runs; a zombie (exited, its new parent not done reaping it) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_up_twice_status_and_down(tmp_path) -> None:
@@ -113,8 +118,9 @@ def test_a_child_that_exited_but_is_not_reaped_is_not_running(tmp_path) -> None:
     assert child.stdin is not None
     child.stdin.close()
     deadline = time.monotonic() + 5
-    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+    while _alive(child.pid):
         assert time.monotonic() < deadline, "the child did not exit"
         time.sleep(0.01)
+    assert Path(f"/proc/{child.pid}").exists(), "a zombie until reaped"
     assert run.running_pid("short") is None
     child.wait()

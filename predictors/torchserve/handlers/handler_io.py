@@ -52,6 +52,20 @@ def optional_int(row: dict[str, Any], name: str, default: int, low: int, high: i
     return value
 
 
+# A status phrase longer than this is cut: it travels on to the client in a gRPC trailer.
+MAX_PHRASE_CHARS = 1000
+
+
+def status_phrase(message: str) -> str:
+    """`message` as TorchServe can carry it as a per-request status phrase: ASCII, non-ASCII
+    characters escaped (`\\xe9`), cut at MAX_PHRASE_CHARS. TorchServe's worker frames the
+    phrase by its length in characters, not bytes: one non-ASCII character, such as one a
+    caller sent in an input's name or value, desynchronizes the frame and the frontend drops
+    the worker ("Worker died"), failing every request it held."""
+    text = message.encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= MAX_PHRASE_CHARS else text[:MAX_PHRASE_CHARS] + "..."
+
+
 def to_json(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode()
 
@@ -75,7 +89,7 @@ class Batch:
                 self.items.append(parse(row))
                 self.indices.append(i)
             except BadInput as error:
-                context.set_response_status(400, error.message, i)
+                context.set_response_status(400, status_phrase(error.message), i)
                 self.responses[i] = to_json({"error": error.message})
 
     def answer(self, outputs: list[bytes]) -> list[bytes]:
