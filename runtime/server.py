@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from runtime.auth import OPEN_SERVICES, ApiKeys, AuthInterceptor
 from runtime.connections import ConnectionLimits
 from runtime.errors import BodyCheck, ErrorInterceptor
 from runtime.quoting import shown
+from runtime.reflection import enable_reflection
 from runtime.tls import server_credentials
 from servemesh.channel import MAX_MESSAGE_BYTES  # one limit for servers and clients alike
 from servemesh.errors import NotFound
@@ -131,9 +131,7 @@ class GrpcServer:
         )
         self.health = HealthService()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
-        reflection.enable_server_reflection(
-            [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.grpc
-        )
+        enable_reflection([*service_names, health.SERVICE_NAME], self.grpc)
         self._service_names = ["", *service_names]
         if settings.tls_cert and settings.tls_key:
             credentials = server_credentials(

@@ -541,6 +541,11 @@ OPEN_METHODS = {
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         reflection_pb2.ServerReflectionRequest,
     ),
+    # v1's messages are v1alpha's bytes under v1's names (runtime/reflection.py).
+    "reflection v1": (
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        reflection_pb2.ServerReflectionRequest,
+    ),
 }
 
 

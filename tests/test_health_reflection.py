@@ -48,10 +48,36 @@ def test_grpcurl_lists_services_through_reflection(mesh, target: str) -> None:
     assert set(result.stdout.split()) >= {
         "servemesh.v1.PredictionService",
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
     described = grpcurl(getattr(mesh, target).address, "describe", "servemesh.v1.PredictRequest")
     assert "text_generation" in described.stdout
+    v1 = grpcurl(getattr(mesh, target).address, "describe", "grpc.reflection.v1.ServerReflection")
+    assert "stream .grpc.reflection.v1.ServerReflectionRequest" in v1.stdout, v1.stderr
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+def test_buf_curl_calls_through_either_reflection_protocol(mesh, protocol: str) -> None:
+    """buf curl asks reflection v1 first; grpcio-reflection alone serves only v1alpha."""
+    result = subprocess.run(
+        [
+            str(BIN / "buf"),
+            "curl",
+            "--protocol",
+            "grpc",
+            "--http2-prior-knowledge",
+            "--reflect-protocol",
+            protocol,
+            f"http://{mesh.gateway.address}/servemesh.v1.PredictionService/ListModels",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    names = [m["name"] for m in json.loads(result.stdout)["models"]]
+    assert MODEL in names and "efficientnet-lite0" in names
 
 
 def test_grpcurl_predict_with_json_and_no_proto_files(mesh) -> None:

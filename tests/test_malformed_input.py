@@ -53,6 +53,9 @@ async def test_garbage_at_every_method_kind_is_invalid_argument_and_logged_once(
             "reflection (bidirectional stream)": lambda: channel.stream_stream(REFLECTION)(
                 iter([GARBAGE])
             ),
+            "reflection v1 (bidirectional stream)": lambda: channel.stream_stream(
+                REFLECTION.replace("v1alpha", "v1")
+            )(iter([GARBAGE])),
             "health Check (unary)": lambda: channel.unary_unary("/grpc.health.v1.Health/Check")(
                 GARBAGE, timeout=5
             ),
