@@ -85,8 +85,13 @@ proto-check: $(VENV)/.installed ## fail when the committed generated code differ
 		|| { echo "generated code is stale: run 'make proto' and commit the result"; exit 1; }; \
 	rm -rf $$tmp
 
-lint: $(VENV)/.installed proto-check ## buf lint, ruff, and the generated-code check
+lint: $(VENV)/.installed proto-check ## buf lint, buf breaking, ruff, notebooks, generated code
 	$(VENV)/bin/buf lint
+	@# servemesh.v1 must not break: the contracts as they are now against the previous commit's
+	@# (in CI, the commit before the one under test). A breaking change is a new v2 package.
+	@if git rev-parse -q --verify HEAD~1 >/dev/null; then \
+		$(VENV)/bin/buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no previous commit to compare with"; fi
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) labs/run.py --lint
