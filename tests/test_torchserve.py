@@ -125,24 +125,14 @@ def test_a_refusal_quoting_non_ascii_input_leaves_the_worker_alive(mesh, client,
     quoting what a caller sent (an input's name or value, beyond ASCII) desynchronized the
     frame and the frontend dropped the worker: UNAVAILABLE, "Worker died" (found by fuzzing)."""
 
-    def worker_pids() -> list[int]:
-        with grpc.insecure_channel(mesh.torchserve.management) as channel:
-            stub = management_pb2_grpc.ManagementAPIsServiceStub(channel)
-            key = mesh.torchserve.keys()["management"]
-            answer = stub.DescribeModel(
-                management_pb2.DescribeModelRequest(model_name="efficientnet-lite0"),
-                metadata=[("authorization", f"Bearer {key}")],
-            )
-        return [w["pid"] for w in json.loads(answer.msg)[0]["workers"]]
-
-    before = worker_pids()
+    before = worker_pids(mesh, "efficientnet-lite0")
     with pytest.raises(InvalidArgument, match="top_k must be an integer") as caught:
         client.predict("efficientnet-lite0", inputs={"image": cat_jpeg, "top_k": "trois été 🦙"})
     assert "trois \u00e9t\u00e9" in caught.value.message  # the caller's text, as sent
     with pytest.raises(InvalidArgument, match="send the input as one of"):
         client.predict("efficientnet-lite0", inputs={"imagé": b"x", "über": b"y"})
     assert client.predict("efficientnet-lite0", inputs={"image": cat_jpeg}).outputs["classes"]
-    assert worker_pids() == before
+    assert worker_pids(mesh, "efficientnet-lite0") == before
 
 
 def test_stream_of_a_non_streaming_model_is_one_message_and_the_worker_lives(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,6 @@ class Lab:
             raise LabCheckFailed(f"{self.name}: expected {claim}")
         self.checks.append(claim)
         print(f"check: {claim}")
-
-    def check_finite(self, value: float, what: str) -> None:
-        self.check(isinstance(value, int | float) and math.isfinite(value), f"{what} is finite")
 
     def save_plot(self, figure: Any, stem: str) -> Path:
         """Saves a matplotlib figure as `<name>-<stem>.png` beside the lab's JSON."""

@@ -37,18 +37,20 @@ class SideServer:
         return self.metrics()["process_resident_memory_bytes"]
 
 
-def predictor(name: str, *flags: str, model: str = DEFAULT_MODEL_NAME) -> SideServer:
-    """A llama predictor with the given flags (e.g. "--prefill-chunk", "32")."""
+def _server(name: str, module: str, args: list[str], model: str = "") -> SideServer:
+    """`python -m module` on free ports for its address and its metrics."""
     port, metrics_port = free_ports(2)
     address = f"127.0.0.1:{port}"
-    command = [sys.executable, "-m", "predictors.llama", "--address", address]
-    command += ["--metrics-port", str(metrics_port), "--grace-s", "1", "--model-name", model]
+    command = [sys.executable, "-m", module, "--address", address]
+    command += ["--metrics-port", str(metrics_port), "--grace-s", "1", *args]
     return SideServer(
-        Process(name, [*command, *flags], address),
-        address,
-        f"http://127.0.0.1:{metrics_port}/metrics",
-        model,
+        Process(name, command, address), address, f"http://127.0.0.1:{metrics_port}/metrics", model
     )
+
+
+def predictor(name: str, *flags: str, model: str = DEFAULT_MODEL_NAME) -> SideServer:
+    """A llama predictor with the given flags (e.g. "--prefill-chunk", "32")."""
+    return _server(name, "predictors.llama", ["--model-name", model, *flags], model)
 
 
 def gateway(name: str, routes: dict[str, SideServer], run_dir: Path) -> SideServer:
@@ -66,13 +68,7 @@ def gateway(name: str, routes: dict[str, SideServer], run_dir: Path) -> SideServ
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / f"{name}.toml"
     config.write_text("\n".join(lines) + "\n")
-    port, metrics_port = free_ports(2)
-    address = f"127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gateway", "--address", address, "--config", str(config)]
-    command += ["--metrics-port", str(metrics_port), "--grace-s", "1"]
-    return SideServer(
-        Process(name, command, address), address, f"http://127.0.0.1:{metrics_port}/metrics"
-    )
+    return _server(name, "gateway", ["--config", str(config)])
 
 
 @contextlib.contextmanager
