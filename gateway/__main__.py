@@ -9,10 +9,16 @@ import sys
 from gateway.backends import make_backend
 from gateway.body_limits import check_body
 from gateway.config import ConfigError, load_config
+from gateway.dispatch import Dispatcher
 from gateway.health import HealthFollower
+from gateway.kserve.servicer import SERVICE_NAME as KSERVE_SERVICE_NAME
+from gateway.kserve.servicer import KServeServicer
+from gateway.openai_http.app import HttpLimits, OpenAIApi
+from gateway.openai_http.listener import HttpListener
 from gateway.router import Route, Router
 from gateway.servicer import GatewayServicer
 from gateway.settings import GatewaySettings, parse_settings
+from kserve_v2 import grpc_predict_v2_pb2_grpc
 from runtime.server import GrpcServer
 from runtime.settings import configure_logging, serve_metrics
 from servemesh.v1 import prediction_service_pb2, prediction_service_pb2_grpc
@@ -36,22 +42,45 @@ async def serve(settings: GatewaySettings) -> None:
     )
     server = GrpcServer(
         settings.server,
-        [SERVICE_NAME],
+        [SERVICE_NAME, KSERVE_SERVICE_NAME],
         body_check=lambda method, body: check_body(method, body, config.limits),
         max_request_bytes=config.limits.max_request_bytes,
     )
+    dispatcher = Dispatcher(router, config.limits)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        GatewayServicer(router, config.limits), server.grpc
+        GatewayServicer(dispatcher), server.grpc
     )
-    health = HealthFollower(server, router, overall=["", SERVICE_NAME])
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        KServeServicer(dispatcher, config.models), server.grpc
+    )
+    http = _http_listener(settings, dispatcher, config.limits.max_request_bytes)
+    health = HealthFollower(server, router, overall=["", SERVICE_NAME, KSERVE_SERVICE_NAME])
     await server.start()
     await health.start()
+    http_serving = None
+    if http is not None:
+        server.on_stop.append(http.stop)
+        http_serving = asyncio.create_task(http.serve())
     log.info("routing %s", ", ".join(f"{r.model} -> {r.backend.name}" for r in router.routes))
     try:
         await server.run_until_stopped()
+        if http_serving is not None:
+            await http_serving  # its requests in flight had the same grace
     finally:
         await health.stop()
         await asyncio.gather(*(b.close() for b in backends.values()))
+
+
+def _http_listener(
+    settings: GatewaySettings, dispatcher: Dispatcher, max_body_bytes: int
+) -> HttpListener | None:
+    """The OpenAI-compatible door, when --http-address is set; bound before anything starts,
+    so a port in use ends the gateway at once."""
+    if settings.http_address is None:
+        return None
+    limits = HttpLimits(max_body_bytes, settings.http_max_embedding_inputs)
+    api = OpenAIApi(dispatcher, limits, settings.server.api_keys)
+    return HttpListener(api.app, settings.http_address, settings.server)
 
 
 def main() -> None:

@@ -7,8 +7,9 @@ from prometheus_client import Counter, Gauge
 
 CALLS = Counter(
     "servemesh_gateway_calls",
-    "Predict and PredictStream calls that ended, by model, method and status code.",
-    ["model", "method", "code"],
+    "Prediction calls that ended, by model, protocol (servemesh, openai, kserve), method "
+    "and status code.",
+    ["model", "protocol", "method", "code"],
 )
 RETRIES = Counter(
     "servemesh_gateway_retries",

@@ -16,6 +16,8 @@ class GatewaySettings:
     config_path: str
     metrics_port: int
     log_level: str
+    http_address: str | None = None  # the OpenAI-compatible HTTP door; None: off
+    http_max_embedding_inputs: int = 256
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
@@ -32,10 +34,26 @@ def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
         help="Prometheus metrics on http://127.0.0.1:PORT/metrics; 0 turns them off",
     )
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
+    h = p.add_argument_group("OpenAI-compatible HTTP")
+    h.add_argument(
+        "--http-address",
+        default=env(e + "HTTP_ADDRESS", "off"),
+        help="HOST:PORT of the OpenAI-compatible HTTP API (make up: localhost:8000); off: none",
+    )
+    h.add_argument(
+        "--http-max-embedding-inputs",
+        type=int,
+        default=int(env(e + "HTTP_MAX_EMBEDDING_INPUTS", "256")),
+        help="texts one /v1/embeddings request may hold",
+    )
     a = p.parse_args(argv)
+    if a.http_max_embedding_inputs < 1:
+        p.error("--http-max-embedding-inputs must be positive")
     return GatewaySettings(
         server=server_settings(p, a, e),
         config_path=a.config,
         metrics_port=a.metrics_port,
         log_level=a.log_level,
+        http_address=None if a.http_address.strip().lower() in ("", "off") else a.http_address,
+        http_max_embedding_inputs=a.http_max_embedding_inputs,
     )

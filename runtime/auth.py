@@ -89,19 +89,26 @@ class ApiKeys:
         return cls(tuple(digests)) if digests else None
 
 
-def _bearer_key(metadata: Sequence[tuple[str, Any]] | None) -> str | None:
-    """The key of the first `authorization: Bearer KEY` metadata entry, if any."""
+def bearer_key(authorization: str | bytes | None) -> str | None:
+    """The key of an `authorization: Bearer KEY` value (gRPC metadata or HTTP header)."""
+    if authorization is None:
+        return None
+    text = authorization.decode("latin-1") if isinstance(authorization, bytes) else authorization
+    scheme, _, key = text.strip().partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else None
+
+
+def _authorization(metadata: Sequence[tuple[str, Any]] | None) -> str | bytes | None:
+    """The first `authorization` metadata value, if any."""
     for name, value in metadata or ():
         if name == "authorization":
-            text = value.decode("latin-1") if isinstance(value, bytes) else value
-            scheme, _, key = text.strip().partition(" ")
-            return key.strip() if scheme.lower() == "bearer" else None
+            return value
     return None
 
 
 _MISSING = Unauthenticated(
-    "this server needs an API key: send the metadata 'authorization: Bearer KEY' "
-    "(SDK: api_key=...; CLI: --api-key or SERVEMESH_API_KEY)",
+    "this server needs an API key: send 'authorization: Bearer KEY' "
+    "(SDK: api_key=...; CLI: --api-key or SERVEMESH_API_KEY; OpenAI clients: api_key=...)",
     reason="API_KEY_MISSING",
 )
 _INVALID = Unauthenticated(
@@ -109,6 +116,15 @@ _INVALID = Unauthenticated(
     "current key",
     reason="API_KEY_INVALID",
 )
+
+
+def key_refusal(keys: ApiKeys, authorization: str | bytes | None) -> Unauthenticated | None:
+    """Why a call with this `authorization` value is refused, or None when its key is
+    accepted: the one check of every door (gRPC metadata, HTTP header)."""
+    key = bearer_key(authorization)
+    if key is None:
+        return _MISSING
+    return None if keys.accepts(key) else _INVALID
 
 
 def _refusal(error: Unauthenticated, method: str) -> grpc.RpcMethodHandler:
@@ -139,9 +155,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method  # type: ignore[attr-defined]
         if method.startswith(self._open_prefixes):
             return await continuation(handler_call_details)
-        key = _bearer_key(handler_call_details.invocation_metadata)  # type: ignore[attr-defined]
-        if key is None:
-            return _refusal(_MISSING, method)
-        if not self._keys.accepts(key):
-            return _refusal(_INVALID, method)
+        metadata = handler_call_details.invocation_metadata  # type: ignore[attr-defined]
+        refusal = key_refusal(self._keys, _authorization(metadata))
+        if refusal is not None:
+            return _refusal(refusal, method)
         return await continuation(handler_call_details)

@@ -146,6 +146,9 @@ class GrpcServer:
                     "set --tls-cert and --tls-key unless that path is trusted"
                 )
         self._stopping = asyncio.Event()
+        # Called once a stop is asked for, before the drain: other doors of the same process
+        # (the gateway's HTTP listener) stop accepting at the same moment.
+        self.on_stop: list[Callable[[], None]] = []
 
     def _bind(self, add_port: Callable[[], int]) -> int:
         """The port `add_port` bound; one line naming the flag, not a traceback, otherwise."""
@@ -181,6 +184,8 @@ class GrpcServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         await self._stopping.wait()
+        for callback in self.on_stop:
+            callback()
         log.info(
             "stopping: refusing new calls, %.0f s grace for calls in flight", self.settings.grace_s
         )

@@ -62,6 +62,7 @@ class ServerProcess:
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics: Metrics | None = None  # its Prometheus metrics, where it has them
+        self.http_port: int | None = None  # a gateway's OpenAI-compatible HTTP port
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -230,11 +231,13 @@ def gateway(log_dir: Path, config: str, name: str = "gateway") -> ServerProcess:
     """A gateway process (not started) with the given mesh configuration."""
     config_path = log_dir / f"{name}.toml"
     config_path.write_text(config)
-    port, metrics_port = free_ports(2)
+    port, metrics_port, http_port = free_ports(3)
     command = [
         sys.executable,
         "-m",
         "gateway",
+        "--http-address",
+        f"127.0.0.1:{http_port}",
         "--address",
         f"127.0.0.1:{port}",
         "--config",
@@ -246,6 +249,7 @@ def gateway(log_dir: Path, config: str, name: str = "gateway") -> ServerProcess:
     ]
     process = ServerProcess(name, command, f"127.0.0.1:{port}", log_dir)
     process.metrics = Metrics(metrics_port)
+    process.http_port = http_port
     return process
 
 

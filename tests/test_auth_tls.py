@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx2
+import openai
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -385,3 +388,44 @@ def test_the_server_flags_come_from_the_environment(certs, monkeypatch) -> None:
     assert (server.tls_cert, server.max_message_bytes) == (str(certs.server_cert), 4096)
     assert server.api_keys is not None and server.api_keys.accepts("k2")
     assert "k1" not in repr(server)  # only hashes are kept, and not shown
+
+
+def openai_client(door: ServerProcess, certs: Certs, key: str) -> openai.OpenAI:
+    """OpenAI's package on the gateway's HTTP door, which has the gRPC port's TLS and keys."""
+    tls = ssl.create_default_context(cafile=str(certs.ca))
+    return openai.OpenAI(
+        base_url=f"https://127.0.0.1:{door.http_port}/v1",
+        api_key=key,
+        max_retries=0,
+        http_client=httpx2.Client(verify=tls),
+    )
+
+
+@pytest.mark.parametrize("key", [FILE_KEY, HASHED_KEY, ENV_KEY])
+def test_the_http_door_takes_the_same_keys_over_tls(keyed, certs, key: str) -> None:
+    with openai_client(keyed, certs, key) as oai:
+        answer = oai.completions.create(model=MODEL, prompt="Hi", max_tokens=2)
+        assert answer.usage.completion_tokens >= 1
+        assert [m.id for m in oai.models.list()] == [MODEL]
+
+
+def test_the_http_door_refuses_a_missing_or_wrong_key(keyed, certs) -> None:
+    with (
+        openai_client(keyed, certs, FILE_KEY + "x") as oai,
+        pytest.raises(openai.AuthenticationError) as caught,
+    ):
+        oai.models.list()
+    assert caught.value.code == "api_key_invalid"
+    tls = ssl.create_default_context(cafile=str(certs.ca))
+    with httpx2.Client(verify=tls) as http:
+        response = http.post(
+            f"https://127.0.0.1:{keyed.http_port}/v1/completions",
+            json={"model": MODEL, "prompt": "Hi"},
+        )
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "api_key_missing"
+
+
+def test_the_http_door_refuses_plaintext_when_tls_is_on(keyed) -> None:
+    with httpx2.Client() as http, pytest.raises(httpx2.HTTPError):
+        http.get(f"http://127.0.0.1:{keyed.http_port}/v1/models", timeout=5)

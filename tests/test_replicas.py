@@ -137,7 +137,9 @@ async def test_a_killed_replica_fails_only_its_streams_and_comes_back(replicas: 
     victim_label = f"backend=llama,replica={victim.address}"
     assert seen[f"servemesh_gateway_replica_serving{{{victim_label}}}"] == 0
     assert seen["servemesh_gateway_retries_total{backend=llama}"] >= 1
-    assert seen.get(f"servemesh_gateway_calls_total{{code=OK,method=Predict,model={MODEL}}}")
+    assert seen.get(
+        f"servemesh_gateway_calls_total{{code=OK,method=Predict,model={MODEL},protocol=servemesh}}"
+    )
 
     victim.process.wait()
     victim.start(needs=(survivor,))
