@@ -12,6 +12,8 @@ MODEL_STORE ?= build/model-store
 # Benchmarks and their baselines live in an environment of their own, never in the mesh's.
 BENCH_VENV ?= .venv-bench
 RUN_DIR ?= run
+# Third-party clients whose pins clash with the mesh's (tritonclient needs protobuf < 7).
+CLIENTS_VENV ?= .venv-clients
 # llama.cpp built for this CPU's advertised features crashes at the first decode on some
 # VMs; a portable build avoids it. Pip's wheel cache ignores CMAKE_ARGS, so the wheel is
 # built once into a cache folder of its own, named after the flags it was built with.
@@ -23,12 +25,14 @@ SERVEMESH_PROTOS := $(wildcard protos/servemesh/v1/*.proto)
 # TorchServe's API; its generated code is the `torchserve_grpc` package the gateway imports,
 # in generated/ (a package root of its own in pyproject.toml).
 TORCHSERVE_PROTOS := $(wildcard protos/torchserve_grpc/*.proto)
+# KServe's Open Inference Protocol (V2); its generated code is the `kserve_v2` package.
+KSERVE_PROTOS := $(wildcard protos/kserve_v2/*.proto)
 # protoc OUT_ROOT PROTOS: Python code, .pyi stubs and gRPC stubs. googleapis-common-protos
 # ships google/rpc/status.proto, which TorchServe's inference.proto imports.
 protoc = $(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
 	--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) $(2) && touch $(1)/$(3)/__init__.py
 
-.PHONY: help venv ts-venv models proto proto-check lint unit test bench labs up down status clean
+.PHONY: help venv ts-venv clients-venv models proto proto-check lint unit test bench labs up down status clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +72,20 @@ $(BENCH_VENV)/.installed: requirements/bench.txt clients/python/pyproject.toml $
 	$(BENCH_VENV)/bin/pip install --quiet -e "./clients/python[bench]"
 	@touch $@
 
+$(CLIENTS_VENV)/.installed: requirements/clients.txt
+	@test -x $(CLIENTS_VENV)/bin/python || python3 -m venv $(CLIENTS_VENV)
+	$(CLIENTS_VENV)/bin/pip install --quiet pip==25.3
+	$(CLIENTS_VENV)/bin/pip install --quiet -r requirements/clients.txt
+	@touch $@
+
+clients-venv: $(CLIENTS_VENV)/.installed ## create the environment of third-party clients (tritonclient)
+
+# The Node.js client's dependencies, exactly as package-lock.json pins them (its tests run in
+# `make test`, through tests/test_node_client.py).
+clients/node/node_modules/.installed: clients/node/package.json clients/node/package-lock.json
+	cd clients/node && npm ci --no-audit --no-fund
+	@touch $@
+
 models: $(TS_VENV)/.installed ## build the TorchServe model archives (skips the unchanged ones)
 	$(TS_PY) predictors/torchserve/build_models.py --store $(MODEL_STORE)
 
@@ -75,13 +93,17 @@ proto: $(VENV)/.installed ## generate Python code from protos/ (committed; `make
 	@rm -f $(SDK_SRC)/servemesh/v1/*_pb2*.py* generated/torchserve_grpc/*_pb2*.py*
 	$(call protoc,$(SDK_SRC),$(SERVEMESH_PROTOS),servemesh/v1)
 	$(call protoc,generated,$(TORCHSERVE_PROTOS),torchserve_grpc)
+	@rm -f generated/kserve_v2/*_pb2*.py*
+	$(call protoc,generated,$(KSERVE_PROTOS),kserve_v2)
 
 proto-check: $(VENV)/.installed ## fail when the committed generated code differs from protos/
 	@tmp=$$(mktemp -d) && mkdir -p $$tmp/servemesh/v1 $$tmp/torchserve_grpc && \
 	$(call protoc,$$tmp,$(SERVEMESH_PROTOS),servemesh/v1) && \
 	$(call protoc,$$tmp,$(TORCHSERVE_PROTOS),torchserve_grpc) && \
+	mkdir -p $$tmp/kserve_v2 && $(call protoc,$$tmp,$(KSERVE_PROTOS),kserve_v2) && \
 	diff -r -x __pycache__ $$tmp/servemesh/v1 $(SDK_SRC)/servemesh/v1 && \
-	diff -r -x __pycache__ $$tmp/torchserve_grpc generated/torchserve_grpc \
+	diff -r -x __pycache__ $$tmp/torchserve_grpc generated/torchserve_grpc && \
+	diff -r -x __pycache__ $$tmp/kserve_v2 generated/kserve_v2 \
 		|| { echo "generated code is stale: run 'make proto' and commit the result"; exit 1; }; \
 	rm -rf $$tmp
 
@@ -99,7 +121,7 @@ lint: $(VENV)/.installed proto-check ## buf lint, buf breaking, ruff, notebooks,
 unit: $(VENV)/.installed ## run the fast tier: pure-logic tests without servers (under 30 s)
 	$(PY) -m pytest tests/unit -q --timeout 30
 
-test: lint models ## run the whole test suite against real servers on free ports
+test: lint models $(CLIENTS_VENV)/.installed clients/node/node_modules/.installed ## run the whole test suite against real servers on free ports
 	$(PY) -m pytest
 
 bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (see benchmarks/)
