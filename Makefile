@@ -129,6 +129,7 @@ bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (se
 		|| { echo ">> llama-server did not build; the bench goes on without it"; server=""; }; \
 	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py --llama-server "$$server"
 	$(PY) benchmarks/classifier_throughput.py
+	$(PY) benchmarks/front_doors.py
 
 labs: venv ## run every lab notebook against the running mesh (`make up`); results in $(RUN_DIR)/labs
 	$(PY) labs/run.py --out $(RUN_DIR)/labs --key-file $(RUN_DIR)/torchserve/key_file.json

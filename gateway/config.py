@@ -63,6 +63,9 @@ class RequestLimits:
     max_chat_messages: int = 256
     max_stop_sequences: int = 8
     max_stop_sequence_chars: int = 128
+    # A response_format as it is serialized: its JSON Schema text, mostly. The server that
+    # enforces it bounds the schema and the grammar it makes as well.
+    max_response_format_bytes: int = 64 * 1024
     # The bytes of a whole request, refused by gRPC from its length prefix before the body
     # is read, and of a whole text_generation input, refused before the body is parsed.
     max_request_bytes: int = 16 * 1024 * 1024

@@ -91,6 +91,7 @@ def _check_generation(
             "max_prompt_chars",
             limits.max_prompt_chars,
         )
+    _check_response_format(generation.parameters, limits)
     stop = generation.parameters.stop
     field = "text_generation.parameters.stop"
     if len(stop) > limits.max_stop_sequences:
@@ -106,6 +107,22 @@ def _check_generation(
                 "max_stop_sequence_chars",
                 limits.max_stop_sequence_chars,
             )
+
+
+def _check_response_format(
+    parameters: generation_pb2.GenerationParameters, limits: RequestLimits
+) -> None:
+    if not parameters.HasField("response_format"):
+        return
+    size = parameters.response_format.ByteSize()
+    if size > limits.max_response_format_bytes:
+        raise _too_many(
+            "text_generation.parameters.response_format",
+            size,
+            "bytes",
+            "max_response_format_bytes",
+            limits.max_response_format_bytes,
+        )
 
 
 def check_request(request: Request, limits: RequestLimits) -> None:

@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from runtime import token_budget
+from runtime.response_format import DEFAULT_MAX_SCHEMA_BYTES, JsonFormat, parse_response_format
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2
 
@@ -36,6 +37,7 @@ class GenerationLimits:
     max_tokens: int
     default_max_tokens: int
     max_stop_sequences: int = 8
+    max_schema_bytes: int = DEFAULT_MAX_SCHEMA_BYTES
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class GenerationSpec:
     max_tokens: int | None
     sampling: Sampling
     stop: tuple[str, ...]
+    # JSON the output must be, or None for free text; the server that generates enforces it.
+    response_format: JsonFormat | None = None
 
 
 def _invalid(field: str, problem: str) -> InvalidArgument:
@@ -136,7 +140,8 @@ def parse_generation(
         seed=p.seed if p.HasField("seed") else None,
     )
     max_tokens = p.max_tokens if p.HasField("max_tokens") else None
-    return GenerationSpec(prompt, messages, max_tokens, sampling, tuple(p.stop))
+    response_format = parse_response_format(p.response_format, limits.max_schema_bytes)
+    return GenerationSpec(prompt, messages, max_tokens, sampling, tuple(p.stop), response_format)
 
 
 def fit_max_tokens(prompt_tokens: int, spec: GenerationSpec, limits: GenerationLimits) -> int:

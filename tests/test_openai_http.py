@@ -14,7 +14,9 @@ import subprocess
 import time
 
 import httpx2
+import jsonschema
 import openai
+import pydantic
 import pytest
 
 from servemesh import Client
@@ -278,3 +280,66 @@ def test_calls_are_counted_under_the_openai_protocol(mesh, oai: openai.OpenAI) -
         f"servemesh_gateway_calls_total{{code=OK,method=completions,model={MODEL},protocol=openai}}"
     )
     assert seen.get(label, 0) >= 1
+
+
+CITY = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 40},
+        "country": {"type": "string", "maxLength": 40},
+        "population_millions": {"type": "integer"},
+    },
+    "required": ["city", "country", "population_millions"],
+    "additionalProperties": False,
+}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["unary", "stream"])
+def test_response_format_json_schema_gives_valid_json(oai: openai.OpenAI, streamed: bool) -> None:
+    options = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Describe Paris as JSON."}],
+        "max_tokens": 120,
+        "temperature": 0,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "city", "schema": CITY, "strict": True},
+        },
+    }
+    if streamed:
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in oai.chat.completions.create(**options, stream=True)
+        )
+    else:
+        text = oai.chat.completions.create(**options).choices[0].message.content
+    jsonschema.validate(json.loads(text), CITY)
+
+
+def test_the_openai_package_parses_into_a_pydantic_model(oai: openai.OpenAI) -> None:
+    """`parse` sends the model's strict JSON schema, as pydantic writes it, and reads the
+    answer back into the model."""
+
+    class City(pydantic.BaseModel):
+        name: str = pydantic.Field(max_length=40)
+        country: str = pydantic.Field(max_length=40)
+
+    answer = oai.chat.completions.parse(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Name a city in Italy."}],
+        response_format=City,
+        max_tokens=80,
+        temperature=0,
+    )
+    assert isinstance(answer.choices[0].message.parsed, City)
+
+
+def test_a_schema_feature_the_grammar_cannot_enforce_is_refused_by_name(oai: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}},
+        )
+    assert caught.value.code == "unsupported_schema_feature" and "minimum" in caught.value.message

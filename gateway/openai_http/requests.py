@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.openai_http.errors import invalid
+from servemesh.errors import InvalidArgument
+from servemesh.requests import response_format_message
 from servemesh.v1 import generation_pb2 as gen
 from servemesh.v1 import inference_pb2 as inf
 from servemesh.v1 import prediction_service_pb2 as pb
@@ -131,6 +133,13 @@ def _parameters(
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
             raise invalid("'stop' must be a string or a list of strings", "stop")
         p.stop.extend(stop)
+    if body.get("response_format") is not None:
+        # The SDK's own reading of OpenAI's form, so the two cannot accept different things;
+        # the model's server then refuses what its grammar cannot enforce, naming it.
+        try:
+            p.response_format.CopyFrom(response_format_message(body["response_format"]))
+        except InvalidArgument as error:
+            raise invalid(error.message, "response_format") from None
     return p
 
 

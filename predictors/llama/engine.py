@@ -25,11 +25,19 @@ from llama_cpp import _internals
 from predictors.llama import metrics
 from predictors.llama.chat import ChatTemplate
 from predictors.llama.model import LoadedModel
-from predictors.llama.sampling import SamplerChain
+from predictors.llama.sampling import GrammarDeadEnd, GrammarSampler, SamplerChain
 from predictors.llama.scheduler import ERROR, Group, Scheduler
-from predictors.llama.sequence import Delta, Event, Finished, FinishReason, Generation, Sequence
+from predictors.llama.sequence import (
+    Delta,
+    Event,
+    Finished,
+    FinishReason,
+    Generation,
+    Sampler,
+    Sequence,
+)
 from predictors.llama.settings import LlamaSettings
-from servemesh.errors import ResourceExhausted, Unavailable
+from servemesh.errors import Internal, ResourceExhausted, Unavailable
 
 # The event types live with the sequence; servicers import them from here.
 __all__ = ["Delta", "Event", "FinishReason", "Finished", "Generation", "LlamaEngine"]
@@ -184,7 +192,7 @@ class LlamaEngine:
             prefill_chunk=s.prefill_chunk,
             prefix_cache=s.prefix_cache,
             forget=model.forget,
-            make_sampler=lambda gen: SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens),
+            make_sampler=self._sampler,
             dequeued=self._dequeue,
         )
         while not self._stopping:
@@ -196,6 +204,17 @@ class LlamaEngine:
                 self._step(batch, scheduler, outbox)
             outbox.send()
         batch.close()
+
+    def _sampler(self, gen: Generation) -> Sampler:
+        """A sequence's own sampler: a grammar beside its chain when its output is constrained,
+        so constrained and free sequences share the batch and differ only here."""
+        assert self._model is not None
+        model = self._model
+        if gen.grammar is None:
+            return SamplerChain(gen.sampling, model.n_vocab, gen.prompt_tokens)
+        return GrammarSampler(
+            gen.sampling, model.n_vocab, gen.prompt_tokens, model.vocab, gen.grammar
+        )
 
     def _step(
         self, batch: _internals.LlamaBatch, scheduler: Scheduler[_Job], outbox: _Outbox
@@ -216,7 +235,19 @@ class LlamaEngine:
                 return
             generated = 0
             for seq, index in samples:
-                token = seq.sampler.sample(model.ctx, index)
+                try:
+                    token = seq.sampler.sample(model.ctx, index)
+                except GrammarDeadEnd:  # this request alone fails
+                    log.exception("grammar dead end")
+                    outbox.put(
+                        seq.job,
+                        Internal(
+                            "the response format's grammar allows no next token",
+                            reason="GRAMMAR_DEAD_END",
+                        ),
+                    )
+                    scheduler.release(seq, ERROR)
+                    continue
                 if seq.completion == 0:  # its first sampled token, whatever it is
                     metrics.TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - seq.started)
                 is_eog = token in model.eog

@@ -22,12 +22,14 @@ class FinishReason(enum.Enum):
 
 @dataclass(frozen=True)
 class Generation:
-    """One generation to run: the prompt as tokens, and how to continue it."""
+    """One generation to run: the prompt as tokens, and how to continue it; `grammar` (GBNF)
+    restricts the output to what it allows."""
 
     prompt_tokens: list[int]
     max_tokens: int
     sampling: Sampling
     stop: tuple[str, ...] = ()
+    grammar: str | None = None
 
 
 @dataclass(frozen=True)

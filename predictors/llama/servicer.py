@@ -10,6 +10,7 @@ import grpc
 
 from predictors.llama.chat import tokenize_segments
 from predictors.llama.engine import Delta, Event, Finished, FinishReason, Generation, LlamaEngine
+from predictors.llama.grammar import json_grammar
 from runtime.textgen import GenerationLimits, fit_max_tokens, parse_generation
 from servemesh.errors import InvalidArgument, NotFound
 from servemesh.v1 import generation_pb2, model_pb2
@@ -41,6 +42,7 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
             max_tokens=s.max_tokens_limit,
             default_max_tokens=s.default_max_tokens,
             max_stop_sequences=s.max_stop_sequences,
+            max_schema_bytes=s.max_schema_bytes,
         )
 
     def model_info(self) -> model_pb2.ModelInfo:
@@ -96,7 +98,13 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
             segments = [(spec.prompt or "", False)]
         tokens = await asyncio.to_thread(tokenize_segments, segments, self._engine.tokenize)
         max_tokens = fit_max_tokens(len(tokens), spec, self._limits)
-        generation = Generation(tokens, max_tokens, spec.sampling, spec.stop)
+        grammar = None
+        if spec.response_format is not None:
+            # A big schema takes milliseconds to convert: not on the event loop.
+            grammar = await asyncio.to_thread(
+                json_grammar, spec.response_format, self._settings.max_grammar_bytes
+            )
+        generation = Generation(tokens, max_tokens, spec.sampling, spec.stop, grammar)
         async for event in self._engine.generate(generation):
             yield event
 

@@ -8,6 +8,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from predictors.llama.grammar import DEFAULT_MAX_GRAMMAR_BYTES
+from runtime.response_format import DEFAULT_MAX_SCHEMA_BYTES
 from runtime.server import ServerSettings
 from runtime.settings import add_server_flags, env, server_settings
 
@@ -42,6 +44,8 @@ class LlamaSettings:
     default_max_tokens: int
     max_queued_requests: int
     max_stop_sequences: int
+    max_schema_bytes: int
+    max_grammar_bytes: int
     metrics_port: int
     log_level: str
 
@@ -87,6 +91,18 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         "--max-stop-sequences", type=int, default=int(env(e + "MAX_STOP_SEQUENCES", "8"))
     )
     p.add_argument(
+        "--max-schema-bytes",
+        type=int,
+        default=int(env(e + "MAX_SCHEMA_BYTES", str(DEFAULT_MAX_SCHEMA_BYTES))),
+        help="largest JSON Schema text in a response_format",
+    )
+    p.add_argument(
+        "--max-grammar-bytes",
+        type=int,
+        default=int(env(e + "MAX_GRAMMAR_BYTES", str(DEFAULT_MAX_GRAMMAR_BYTES))),
+        help="largest grammar a response_format's schema may make",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         default=int(env(e + "METRICS_PORT", "9161")),
@@ -109,6 +125,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         default_max_tokens=a.default_max_tokens,
         max_queued_requests=a.max_queued_requests,
         max_stop_sequences=a.max_stop_sequences,
+        max_schema_bytes=a.max_schema_bytes,
+        max_grammar_bytes=a.max_grammar_bytes,
         metrics_port=a.metrics_port,
         log_level=a.log_level,
     )

@@ -121,3 +121,32 @@ def test_grpc_codes_become_http_statuses_and_reasons_codes() -> None:
     full = from_error(ResourceExhausted("queue full", reason="QUEUE_FULL"))
     assert (full.status, full.body()["error"]["type"]) == (429, "rate_limit_error")
     assert from_error(RuntimeError("boom")).status == 500
+
+
+def test_response_format_is_openais_form_on_the_servemesh_field() -> None:
+    schema = {"type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "integer"}}}
+    asked = requests.chat_request(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "thing", "schema": schema, "strict": True},
+            },
+        }
+    )
+    format_ = asked.request.text_generation.parameters.response_format
+    assert format_.json_schema.name == "thing"
+    assert (
+        format_.json_schema.schema
+        == '{"type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "integer"}}}'
+    )
+    json_mode = requests.completion_request(
+        {"model": "m", "prompt": "x", "response_format": {"type": "json_object"}}
+    )
+    assert json_mode.request.text_generation.parameters.response_format.HasField("json_object")
+    with pytest.raises(HttpError) as caught:
+        requests.completion_request(
+            {"model": "m", "prompt": "x", "response_format": {"type": "yaml"}}
+        )
+    assert caught.value.param == "response_format"

@@ -252,3 +252,40 @@ def test_a_long_input_name_is_cut_short_in_the_error() -> None:
 )
 def test_cut(name: str, shown: str) -> None:
     assert cut(name) == shown
+
+
+def schema_request(schema_bytes: int) -> pb.PredictRequest:
+    """A request whose response_format holds a schema of `schema_bytes`; serialized, two tags
+    and two lengths add 4 bytes to a small one."""
+    fmt = generation_pb2.ResponseFormat(
+        json_schema=generation_pb2.ResponseFormatJsonSchema(schema="x" * schema_bytes)
+    )
+    return pb.PredictRequest(
+        model="m",
+        text_generation=generation_pb2.TextGenerationInput(
+            prompt="hi", parameters=generation_pb2.GenerationParameters(response_format=fmt)
+        ),
+    )
+
+
+def test_a_response_format_is_bounded_by_its_serialized_size() -> None:
+    limits = replace(LIMITS, max_response_format_bytes=104)
+    assert schema_request(100).text_generation.parameters.response_format.ByteSize() == 104
+    check_request(schema_request(100), limits)
+    with pytest.raises(InvalidArgument) as caught:
+        check_request(schema_request(101), limits)
+    field = "text_generation.parameters.response_format"
+    assert (
+        caught.value.message
+        == f"{field} has 105 bytes; at most 104 (limits.max_response_format_bytes)"
+    )
+    assert caught.value.metadata == {
+        "field": field,
+        "limit": "limits.max_response_format_bytes",
+        "max": "104",
+        "actual": "105",
+    }
+    assert RequestLimits().max_response_format_bytes == 65536
+    at_default = schema_request(65528)  # lengths of 3 bytes each from 16 KiB on
+    assert at_default.text_generation.parameters.response_format.ByteSize() == 65536
+    check_request(at_default, RequestLimits())

@@ -3,13 +3,20 @@ messages, and the mistakes it refuses before anything is sent."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
+from runtime.response_format import JsonFormat
 from runtime.textgen import GenerationLimits, Sampling, parse_generation
 from servemesh.errors import InvalidArgument
-from servemesh.requests import build_request, chat_message, inference_value
+from servemesh.requests import (
+    build_request,
+    chat_message,
+    inference_value,
+    response_format_message,
+)
 from servemesh.v1 import generation_pb2, inference_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 
@@ -177,3 +184,108 @@ def test_what_the_sdk_builds_is_what_the_server_reads() -> None:
     ]
     assert spec.sampling == Sampling(temperature=0.0)
     assert (spec.prompt, spec.max_tokens, spec.stop) == (None, None, ("\n",))
+
+
+# --- response_format ---
+
+SCHEMA = {"type": "object", "properties": {"b": {"type": "integer"}, "a": {"type": "string"}}}
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"type": "text"}, generation_pb2.ResponseFormat(text=generation_pb2.ResponseFormatText())),
+        (
+            {"type": "json_object"},
+            generation_pb2.ResponseFormat(json_object=generation_pb2.ResponseFormatJsonObject()),
+        ),
+        (
+            {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "pair",
+                    "description": "d",
+                    "schema": SCHEMA,
+                    "strict": True,
+                },
+            },
+            generation_pb2.ResponseFormat(
+                json_schema=generation_pb2.ResponseFormatJsonSchema(
+                    name="pair", description="d", schema=json.dumps(SCHEMA)
+                )
+            ),
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"schema": '{"type": "string"}'}},
+            generation_pb2.ResponseFormat(
+                json_schema=generation_pb2.ResponseFormatJsonSchema(schema='{"type": "string"}')
+            ),
+        ),
+    ],
+    ids=["text", "json_object", "json_schema", "schema-as-text"],
+)
+@REQUEST_TYPES
+def test_response_format_in_openais_form(
+    request_type: type, given: dict[str, Any], expected: generation_pb2.ResponseFormat
+) -> None:
+    request = build_request(request_type, "m", "Hi", response_format=given)
+    assert request.text_generation.parameters.response_format == expected
+    again = build_request(request_type, "m", "Hi", response_format=expected)
+    assert again.text_generation.parameters.response_format == expected
+
+
+def test_a_schema_keeps_its_key_order_and_unicode() -> None:
+    schema = {"properties": {"z": {}, "a": {"description": "é"}}}
+    fmt = response_format_message({"type": "json_schema", "json_schema": {"schema": schema}})
+    assert fmt.json_schema.schema == '{"properties": {"z": {}, "a": {"description": "é"}}}'
+
+
+def test_no_response_format_leaves_the_field_unset() -> None:
+    request = build_request(pb.PredictRequest, "m", "Hi")
+    assert not request.text_generation.parameters.HasField("response_format")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"type": "xml"}, "response_format type 'xml': use 'text', 'json_object' or 'json_schema'"),
+        ({"type": "json_object", "schema": {}}, "response_format: unknown keys ['schema']"),
+        ({"type": "json_schema"}, 'response_format of type "json_schema" needs "json_schema"'),
+        (
+            {"type": "json_schema", "json_schema": {"name": "x"}},
+            "response_format.json_schema needs a schema",
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"schema": {}, "format": 1}},
+            "response_format.json_schema: unknown keys ['format']",
+        ),
+        (
+            {"type": "json_schema", "json_schema": {"schema": {"const": float("nan")}}},
+            "response_format.json_schema.schema: Out of range float values",
+        ),
+        ("json_object", "response_format must be a dict such as {'type': 'json_object'}"),
+    ],
+)
+def test_a_malformed_response_format_is_refused_before_sending(given: Any, message: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        response_format_message(given)
+    assert caught.value.message.startswith(message)
+
+
+def test_response_format_goes_with_text_not_inputs() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        build_request(pb.PredictRequest, "m", inputs={"x": "y"}, response_format={"type": "text"})
+    assert caught.value.message.startswith("response_format: generation parameters go with")
+
+
+def test_the_server_reads_the_sdks_schema_as_given() -> None:
+    limits = GenerationLimits(context_length=100, max_tokens=50, default_max_tokens=16)
+    request = build_request(
+        pb.PredictRequest,
+        "m",
+        "Hi",
+        response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": SCHEMA}},
+    )
+    spec = parse_generation(request.text_generation, limits)
+    assert spec.response_format == JsonFormat(SCHEMA, "n")
+    assert list(spec.response_format.schema["properties"]) == ["b", "a"]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from gateway.backends.torchserve.options import Task, TorchServeModel
+from runtime.response_format import refuse_response_format
 from runtime.textgen import parse_generation
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2, inference_pb2
@@ -74,6 +75,15 @@ def torchserve_input(request: Request, model: TorchServeModel, stream: bool) -> 
                 "messages), not named inference inputs",
                 reason="UNSUPPORTED_INPUT",
             )
+        # The handler samples with transformers, which has no grammar to hold it to a format;
+        # a format it would ignore is refused rather than broken silently.
+        refused = refuse_response_format(
+            request.text_generation.parameters.response_format,
+            request.model,
+            "its TorchServe handler cannot constrain sampling to a grammar",
+        )
+        if refused is not None:
+            raise refused
         return {REQUEST_KEY: _generation_json(request.text_generation, model, stream)}
     if kind != "inference" or not request.inference.inputs:
         raise InvalidArgument(

@@ -39,9 +39,17 @@ def _prediction_args(args: argparse.Namespace) -> dict[str, Any]:
         "repeat_penalty": args.repeat_penalty,
     }
     kwargs = {name: value for name, value in kwargs.items() if value is not None}
+    if args.json_schema is not None:
+        with open(args.json_schema, encoding="utf-8") as f:
+            schema = f.read()  # as written: the server reads its keys in this order
+        kwargs["response_format"] = {"type": "json_schema", "json_schema": {"schema": schema}}
+    elif args.json_object:
+        kwargs["response_format"] = {"type": "json_object"}
     if args.input:
         if args.prompt is not None:
             raise ValueError("give a prompt or --input values, not both")
+        if "response_format" in kwargs:
+            raise ValueError("--json-schema and --json-object go with a prompt, not --input")
         return {"inputs": dict(args.input)}
     if args.prompt is None:
         raise ValueError("give a prompt (or --input NAME=VALUE for models with named inputs)")
@@ -119,6 +127,13 @@ def _add_prediction_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="append", help="a stop sequence; repeat for more")
     p.add_argument("--seed", type=int)
     p.add_argument("--repeat-penalty", type=float)
+    output = p.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json-schema", metavar="FILE", help="the output must be JSON valid against this schema"
+    )
+    output.add_argument(
+        "--json-object", action="store_true", help="the output must be a JSON object"
+    )
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from typing import TypedDict, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2, inference_pb2, prediction_service_pb2
 
 InputValue = bytes | str | inference_pb2.Tensor
 Message = Mapping[str, str] | tuple[str, str]
+# OpenAI's form ({"type": "json_schema", "json_schema": {...}}) or the message itself.
+ResponseFormat = Mapping[str, Any] | generation_pb2.ResponseFormat
 RequestT = TypeVar(
     "RequestT",
     prediction_service_pb2.PredictRequest,
@@ -31,6 +34,52 @@ def chat_message(message: Message) -> generation_pb2.ChatMessage:
     if role not in _ROLES:
         raise InvalidArgument(f"unknown chat role {role!r}; use one of {sorted(_ROLES)}")
     return generation_pb2.ChatMessage(role=_ROLES[role], content=content)
+
+
+def _json_schema(spec: Any) -> generation_pb2.ResponseFormatJsonSchema:
+    if not isinstance(spec, Mapping):
+        raise InvalidArgument(
+            'response_format of type "json_schema" needs "json_schema": {"name": ..., '
+            '"schema": {...}}'
+        )
+    unknown = sorted(set(spec) - {"name", "description", "schema", "strict"})
+    if unknown:
+        raise InvalidArgument(f"response_format.json_schema: unknown keys {unknown}")
+    schema = spec.get("schema")
+    if schema is None:
+        raise InvalidArgument("response_format.json_schema needs a schema")
+    if not isinstance(schema, str):
+        try:  # keys keep their order: properties come out in the order they are given
+            schema = json.dumps(schema, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(f"response_format.json_schema.schema: {error}") from None
+    # "strict" is accepted as OpenAI's clients send it: the schema is always enforced.
+    return generation_pb2.ResponseFormatJsonSchema(
+        name=spec.get("name", ""), description=spec.get("description", ""), schema=schema
+    )
+
+
+def response_format_message(value: ResponseFormat) -> generation_pb2.ResponseFormat:
+    """A ResponseFormat message from OpenAI's form: {"type": "text"}, {"type": "json_object"}
+    or {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}, where the
+    schema is a dict or JSON text; a ResponseFormat message passes as it is."""
+    if isinstance(value, generation_pb2.ResponseFormat):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidArgument("response_format must be a dict such as {'type': 'json_object'}")
+    kind = value.get("type")
+    allowed = {"type", "json_schema"} if kind == "json_schema" else {"type"}
+    if unknown := sorted(set(value) - allowed):
+        raise InvalidArgument(f"response_format: unknown keys {unknown}")
+    if kind == "text":
+        return generation_pb2.ResponseFormat(text=generation_pb2.ResponseFormatText())
+    if kind == "json_object":
+        return generation_pb2.ResponseFormat(json_object=generation_pb2.ResponseFormatJsonObject())
+    if kind == "json_schema":
+        return generation_pb2.ResponseFormat(json_schema=_json_schema(value.get("json_schema")))
+    raise InvalidArgument(
+        f"response_format type {kind!r}: use 'text', 'json_object' or 'json_schema'"
+    )
 
 
 def inference_value(value: InputValue) -> inference_pb2.InferenceValue:
@@ -59,6 +108,7 @@ class RequestOptions(TypedDict, total=False):
     stop: Sequence[str]
     seed: int
     repeat_penalty: float
+    response_format: ResponseFormat
 
 
 def build_request(
@@ -78,11 +128,14 @@ def build_request(
     stop: Sequence[str] | None = None,
     seed: int | None = None,
     repeat_penalty: float | None = None,
+    response_format: ResponseFormat | None = None,
 ) -> RequestT:
     """A Predict or PredictStream request from exactly one input: `message`, a user's chat
     message (after an optional `system` message; the model's chat template applies, as in the
     CLI), `prompt`, raw text the model continues as it is, `messages`, a whole conversation,
-    or `inputs`, named inputs for models that take them."""
+    or `inputs`, named inputs for models that take them. `response_format` makes the output
+    JSON, in OpenAI's form or as a ResponseFormat message (see `response_format_message`),
+    on models that can enforce it."""
     candidates = {"message": message, "prompt": prompt, "messages": messages, "inputs": inputs}
     given = [name for name, value in candidates.items() if value is not None]
     if len(given) != 1:
@@ -102,6 +155,7 @@ def build_request(
             "stop": stop,
             "seed": seed,
             "repeat_penalty": repeat_penalty,
+            "response_format": response_format,
         }
         if given := [name for name, value in generation.items() if value is not None]:
             raise InvalidArgument(
@@ -119,6 +173,9 @@ def build_request(
         stop=list(stop or ()),
         seed=seed,
         repeat_penalty=repeat_penalty,
+        response_format=(
+            None if response_format is None else response_format_message(response_format)
+        ),
     )
     generation = request.text_generation
     generation.parameters.CopyFrom(params)

@@ -44,7 +44,7 @@ class ChatConversation(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[ChatMessage, _Mapping]]] = ...) -> None: ...
 
 class GenerationParameters(_message.Message):
-    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "repeat_penalty")
+    __slots__ = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "repeat_penalty", "response_format")
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +52,7 @@ class GenerationParameters(_message.Message):
     STOP_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     REPEAT_PENALTY_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FORMAT_FIELD_NUMBER: _ClassVar[int]
     max_tokens: int
     temperature: float
     top_p: float
@@ -59,7 +60,36 @@ class GenerationParameters(_message.Message):
     stop: _containers.RepeatedScalarFieldContainer[str]
     seed: int
     repeat_penalty: float
-    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., repeat_penalty: _Optional[float] = ...) -> None: ...
+    response_format: ResponseFormat
+    def __init__(self, max_tokens: _Optional[int] = ..., temperature: _Optional[float] = ..., top_p: _Optional[float] = ..., top_k: _Optional[int] = ..., stop: _Optional[_Iterable[str]] = ..., seed: _Optional[int] = ..., repeat_penalty: _Optional[float] = ..., response_format: _Optional[_Union[ResponseFormat, _Mapping]] = ...) -> None: ...
+
+class ResponseFormat(_message.Message):
+    __slots__ = ("text", "json_object", "json_schema")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    JSON_OBJECT_FIELD_NUMBER: _ClassVar[int]
+    JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    text: ResponseFormatText
+    json_object: ResponseFormatJsonObject
+    json_schema: ResponseFormatJsonSchema
+    def __init__(self, text: _Optional[_Union[ResponseFormatText, _Mapping]] = ..., json_object: _Optional[_Union[ResponseFormatJsonObject, _Mapping]] = ..., json_schema: _Optional[_Union[ResponseFormatJsonSchema, _Mapping]] = ...) -> None: ...
+
+class ResponseFormatText(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResponseFormatJsonObject(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ResponseFormatJsonSchema(_message.Message):
+    __slots__ = ("name", "description", "schema")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    schema: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., schema: _Optional[str] = ...) -> None: ...
 
 class TextGenerationInput(_message.Message):
     __slots__ = ("prompt", "chat", "parameters")
