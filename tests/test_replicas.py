@@ -63,12 +63,17 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
             p.stop()
 
 
-async def _stream(client: AsyncClient, prompt: str, max_tokens: int) -> int:
+async def _stream(
+    client: AsyncClient, prompt: str, max_tokens: int, first: asyncio.Event | None = None
+) -> int:
+    """The tokens of one greedy stream; sets `first` once the first of them has arrived."""
     tokens = 0
     async for chunk in client.predict_stream(
         MODEL, prompt=prompt, max_tokens=max_tokens, temperature=0
     ):
         tokens += chunk.token_count
+        if first is not None:
+            first.set()
     return tokens
 
 
@@ -89,6 +94,11 @@ class Load:
     unary_errors: list[str] = field(default_factory=list)
     streams_ok: int = 0
     stream_failures: list[tuple[float, str]] = field(default_factory=list)  # (time, code)
+    # Set once each stream worker's first stream relays tokens: from then on, a replica that
+    # dies breaks the streams it holds (a stream that has relayed nothing is retried instead).
+    relaying: list[asyncio.Event] = field(
+        default_factory=lambda: [asyncio.Event() for _ in range(4)]
+    )
 
 
 async def _steady_load(client: AsyncClient, load: Load, stop: asyncio.Event) -> None:
@@ -105,13 +115,14 @@ async def _steady_load(client: AsyncClient, load: Load, stop: asyncio.Event) -> 
     async def stream_worker(i: int) -> None:
         while not stop.is_set():
             try:
-                await asyncio.wait_for(_stream(client, PROMPTS[i], 150), 120)
+                await asyncio.wait_for(_stream(client, PROMPTS[i], 150, load.relaying[i]), 120)
                 load.streams_ok += 1
             except ServemeshError as error:
                 load.stream_failures.append((time.monotonic(), error.code.name))
 
+    # Streams first: the four start on empty replicas, two on each (least outstanding).
     await asyncio.gather(
-        *(unary_worker(i) for i in range(4)), *(stream_worker(i) for i in range(4))
+        *(stream_worker(i) for i in range(4)), *(unary_worker(i) for i in range(4))
     )
 
 
@@ -120,7 +131,9 @@ async def test_a_killed_replica_fails_only_its_streams_and_comes_back(replicas: 
     load, stop = Load(), asyncio.Event()
     async with AsyncClient(replicas.gateway.address) as client:
         running = asyncio.create_task(_steady_load(client, load, stop))
-        await asyncio.sleep(3)  # every worker has calls in flight on both replicas
+        # Every stream relays tokens, two on each replica, and unary calls run beside them.
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in load.relaying)), 60)
+        await asyncio.sleep(0.5)
         killed_at = time.monotonic()
         victim.signal(signal.SIGKILL)
         await asyncio.sleep(4)
