@@ -1,7 +1,11 @@
 """Follows each backend's grpc.health.v1 status and publishes it in the gateway's health.
 
-Health names: `backend/NAME` and `model/NAME` follow one backend; the overall status ("")
-and the PredictionService name are SERVING only while every backend serves.
+Health names: `backend/NAME` and `model/NAME` follow one backend. The gateway's own names
+(the overall "" and its services') say whether the gateway can serve: SERVING while at least
+one backend serves. A readiness probe on them must not take the whole front door out of its
+load balancer because one backend failed; the models of the backends that serve still
+answer. `all-backends` is SERVING only while every backend serves: what `make up` and the
+tests wait for before they call every model.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from gateway.router import Router
 from runtime.server import GrpcServer
 
 log = logging.getLogger(__name__)
+
+
+ALL_BACKENDS = "all-backends"
 
 
 def backend_health_name(backend: str) -> str:
@@ -44,6 +51,7 @@ class HealthFollower:
     async def start(self) -> None:
         for name in self._backends:
             await self._server.set_serving(False, self.names(name))
+        await self._server.set_serving(False, [ALL_BACKENDS])
         self._tasks = [
             asyncio.create_task(self._follow(b), name=f"health/{b.name}")
             for b in self._backends.values()
@@ -61,4 +69,5 @@ class HealthFollower:
             self._serving[backend.name] = serving
             log.info("backend %s is %s", backend.name, "SERVING" if serving else "NOT_SERVING")
             await self._server.set_serving(serving, self.names(backend.name))
-            await self._server.set_serving(all(self._serving.values()), self._overall)
+            await self._server.set_serving(any(self._serving.values()), self._overall)
+            await self._server.set_serving(all(self._serving.values()), [ALL_BACKENDS])

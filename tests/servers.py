@@ -63,6 +63,7 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics: Metrics | None = None  # its Prometheus metrics, where it has them
         self.http_port: int | None = None  # a gateway's OpenAI-compatible HTTP port
+        self.health_service = ""  # the health name start() waits for
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -84,7 +85,7 @@ class ServerProcess:
         if self.address is None or not wait:
             return self
         deadline = time.monotonic() + timeout
-        while health_status(self.address) != "SERVING":
+        while health_status(self.address, self.health_service) != "SERVING":
             for proc in (self, *needs):
                 if proc.process is not None and proc.process.poll() is not None:
                     raise RuntimeError(
@@ -250,6 +251,8 @@ def gateway(log_dir: Path, config: str, name: str = "gateway") -> ServerProcess:
     process = ServerProcess(name, command, f"127.0.0.1:{port}", log_dir)
     process.metrics = Metrics(metrics_port)
     process.http_port = http_port
+    # Every backend, not just one: a test calls every model of its mesh.
+    process.health_service = "all-backends"
     return process
 
 

@@ -22,6 +22,7 @@ def grpcurl(*args: str) -> subprocess.CompletedProcess[str]:
     [
         "",
         "servemesh.v1.PredictionService",
+        "all-backends",
         "backend/llama",
         "backend/torchserve",
         f"model/{MODEL}",
@@ -113,6 +114,46 @@ def test_grpcurl_error_shows_code_and_error_info(mesh) -> None:
     )
     assert result.returncode != 0
     assert "NotFound" in result.stderr and "MODEL_NOT_FOUND" in result.stderr
+
+
+def test_one_backend_down_leaves_the_gateway_serving_the_others(tmp_path) -> None:
+    """A probe on the gateway's own health must not take the whole front door out of its
+    load balancer because one backend failed: the other backend's models still answer."""
+    kept, _ = llama_predictor(tmp_path, "kept")
+    lost, _ = llama_predictor(tmp_path, "lost")
+    config = "\n".join(
+        f'[backends.{name}]\nkind = "servemesh"\ntarget = "{p.address}"\n'
+        f'[models.{name}]\nbackend = "{name}"\nbackend_model = "{MODEL}"\n'
+        for name, p in (("kept", kept), ("lost", lost))
+    )
+    front = gateway(tmp_path, config, name="two-backend-gateway")
+    try:
+        kept.start()
+        lost.start()
+        front.start(needs=(kept, lost))
+        assert health_status(front.address, "all-backends") == "SERVING"
+        lost.stop()
+        wait_for(
+            lambda: health_status(front.address, "backend/lost") == "NOT_SERVING",
+            10,
+            "the lost backend's health NOT_SERVING",
+        )
+        assert health_status(front.address, "model/lost") == "NOT_SERVING"
+        assert health_status(front.address, "all-backends") == "NOT_SERVING"
+        for name in ("", "servemesh.v1.PredictionService", "backend/kept", "model/kept"):
+            assert health_status(front.address, name) == "SERVING", name
+        with Client(front.address) as c:
+            assert c.predict("kept", prompt="hi", max_tokens=2).usage.completion_tokens == 2
+        kept.stop()
+        wait_for(
+            lambda: health_status(front.address) == "NOT_SERVING",
+            10,
+            "the gateway NOT_SERVING once no backend serves",
+        )
+    finally:
+        front.stop()
+        kept.stop()
+        lost.stop()
 
 
 def test_gateway_health_follows_its_backend(tmp_path) -> None:

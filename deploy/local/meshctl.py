@@ -35,6 +35,7 @@ class Process:
     command: list[str]
     health: str | None
     env: dict[str, str] = field(default_factory=dict)  # added to meshctl's own environment
+    health_service: str = ""  # the grpc.health.v1 name checked at `health`; "": the server's
 
 
 def load_processes(path: Path, run_dir: Path) -> list[Process]:
@@ -47,6 +48,7 @@ def load_processes(path: Path, run_dir: Path) -> list[Process]:
             [a.format(**names) for a in p["command"]],
             p.get("health"),
             {k: v.format(**names) for k, v in p.get("env", {}).items()},
+            p.get("health_service", ""),
         )
         for p in table["process"]
     ]
@@ -87,11 +89,11 @@ class RunDir:
         self.pid_file(name).write_text(f"{pid} {_start_time(pid)}\n")
 
 
-def health_status(address: str, timeout: float = 1.0) -> str:
+def health_status(address: str, service: str = "", timeout: float = 1.0) -> str:
     with grpc.insecure_channel(address) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         except grpc.RpcError as error:
             return error.code().name
@@ -143,7 +145,7 @@ def up(processes: list[Process], run: RunDir) -> int:
         )
         started = time.monotonic()
         deadline, next_report = started + HEALTH_TIMEOUT_S, started + 10
-        while (status := health_status(proc.health)) != "SERVING":
+        while (status := health_status(proc.health, proc.health_service)) != "SERVING":
             if time.monotonic() > next_report:
                 print(
                     f"{proc.name}: {status} after {time.monotonic() - started:.0f} s, waiting",
@@ -186,7 +188,7 @@ def status(processes: list[Process], run: RunDir) -> int:
     all_serving = True
     for proc in processes:
         pid = run.running_pid(proc.name)
-        health = health_status(proc.health) if pid and proc.health else "-"
+        health = health_status(proc.health, proc.health_service) if pid and proc.health else "-"
         all_serving &= pid is not None and health in ("SERVING", "-")
         state = f"running (pid {pid})" if pid else "stopped"
         print(
