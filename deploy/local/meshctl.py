@@ -140,7 +140,8 @@ def up(processes: list[Process], run: RunDir) -> int:
             print(f"{proc.name}: started (pid {child.pid})")
             continue
         print(
-            f"{proc.name}: started (pid {child.pid}), waiting for health on {proc.health}",
+            f"{proc.name}: started (pid {child.pid}), waiting for health on {proc.health}"
+            + (f" ({proc.health_service})" if proc.health_service else ""),
             flush=True,
         )
         started = time.monotonic()
