@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.field_errors import invalid_field
 from runtime.quoting import cut, shown
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2
@@ -30,12 +31,6 @@ class JsonFormat:
 
     schema: dict[str, Any] | None = None
     name: str = ""
-
-
-def _invalid(field: str, problem: str, **metadata: str) -> InvalidArgument:
-    return InvalidArgument(
-        f"{field} {problem}", reason="INVALID_PARAMETER", metadata={"field": field, **metadata}
-    )
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -58,7 +53,7 @@ def load_schema(text: str, max_bytes: int, limit_name: str) -> dict[str, Any]:
     `limit_name`), not JSON, or not an object."""
     size = len(text.encode())
     if size > max_bytes:
-        raise _invalid(
+        raise invalid_field(
             SCHEMA_FIELD,
             f"has {size} bytes; at most {max_bytes} ({limit_name})",
             limit=limit_name,
@@ -66,20 +61,20 @@ def load_schema(text: str, max_bytes: int, limit_name: str) -> dict[str, Any]:
             actual=str(size),
         )
     if not text.strip():
-        raise _invalid(SCHEMA_FIELD, "is empty; give the JSON Schema as JSON text")
+        raise invalid_field(SCHEMA_FIELD, "is empty; give the JSON Schema as JSON text")
     try:
         schema = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
-        raise _invalid(
+        raise invalid_field(
             SCHEMA_FIELD,
             f"is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})",
         ) from None
     except ValueError as error:
-        raise _invalid(SCHEMA_FIELD, f"is not valid JSON: {error}") from None
+        raise invalid_field(SCHEMA_FIELD, f"is not valid JSON: {error}") from None
     except RecursionError:
-        raise _invalid(SCHEMA_FIELD, "nests too deep to read") from None
+        raise invalid_field(SCHEMA_FIELD, "nests too deep to read") from None
     if not isinstance(schema, dict):
-        raise _invalid(
+        raise invalid_field(
             SCHEMA_FIELD, f"must be a JSON object (a JSON Schema), not {type(schema).__name__}"
         )
     return schema
@@ -96,7 +91,7 @@ def parse_response_format(
         return JsonFormat()
     spec = fmt.json_schema
     if not NAME.fullmatch(spec.name):
-        raise _invalid(
+        raise invalid_field(
             NAME_FIELD, "must have at most 64 letters, digits, '_' or '-' (as OpenAI requires)"
         )
     schema = load_schema(spec.schema, max_schema_bytes, "--max-schema-bytes")

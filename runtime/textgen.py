@@ -10,6 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from runtime import token_budget
+from runtime.field_errors import invalid_field
 from runtime.response_format import DEFAULT_MAX_SCHEMA_BYTES, JsonFormat, parse_response_format
 from servemesh.errors import InvalidArgument
 from servemesh.v1 import generation_pb2
@@ -64,20 +65,14 @@ class GenerationSpec:
     response_format: JsonFormat | None = None
 
 
-def _invalid(field: str, problem: str) -> InvalidArgument:
-    return InvalidArgument(
-        f"{field} {problem}", reason="INVALID_PARAMETER", metadata={"field": field}
-    )
-
-
 def _messages(chat: generation_pb2.ChatConversation) -> list[dict[str, str]]:
     if not chat.messages:
-        raise _invalid("text_generation.chat.messages", "is empty; give at least one message")
+        raise invalid_field("text_generation.chat.messages", "is empty; give at least one message")
     messages = []
     for i, message in enumerate(chat.messages):
         role = ROLE_NAMES.get(message.role)
         if role is None:
-            raise _invalid(
+            raise invalid_field(
                 f"text_generation.chat.messages[{i}].role",
                 f"must be one of {', '.join(generation_pb2.ChatRole.keys()[1:])}",
             )
@@ -96,37 +91,37 @@ def parse_generation(
     elif source == "chat":
         messages = _messages(generation.chat)
     else:
-        raise _invalid("text_generation.prompt", "is empty; give a prompt or chat messages")
+        raise invalid_field("text_generation.prompt", "is empty; give a prompt or chat messages")
 
     p = generation.parameters
     field = "text_generation.parameters."
     if p.HasField("max_tokens") and not 1 <= p.max_tokens <= limits.max_tokens:
-        raise _invalid(
+        raise invalid_field(
             field + "max_tokens",
             f"is {p.max_tokens}; it must be between 1 and {limits.max_tokens}",
         )
     if p.HasField("temperature") and not (
         math.isfinite(p.temperature) and (p.temperature == 0 or p.temperature >= MIN_FACTOR_F32)
     ):
-        raise _invalid(
+        raise invalid_field(
             field + "temperature",
             f"is {p.temperature}; it must be 0 (greedy) or at least {MIN_FACTOR}",
         )
     if p.HasField("top_p") and not 0 < p.top_p <= 1:
-        raise _invalid(field + "top_p", f"is {p.top_p}; it must be in (0, 1]")
+        raise invalid_field(field + "top_p", f"is {p.top_p}; it must be in (0, 1]")
     if p.HasField("repeat_penalty") and not (
         math.isfinite(p.repeat_penalty) and p.repeat_penalty >= MIN_FACTOR_F32
     ):
-        raise _invalid(
+        raise invalid_field(
             field + "repeat_penalty", f"is {p.repeat_penalty}; it must be at least {MIN_FACTOR}"
         )
     if len(p.stop) > limits.max_stop_sequences:
-        raise _invalid(
+        raise invalid_field(
             field + "stop", f"has {len(p.stop)} sequences; at most {limits.max_stop_sequences}"
         )
     for stop in p.stop:
         if not 0 < len(stop) <= MAX_STOP_SEQUENCE_CHARS:
-            raise _invalid(
+            raise invalid_field(
                 field + "stop",
                 f"has a sequence of {len(stop)} characters; each must have 1 to "
                 f"{MAX_STOP_SEQUENCE_CHARS}",

@@ -73,11 +73,8 @@ async def run_all(calls: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
     cancels the others, and its error is raised; cancelling this (the client went away)
     cancels them all."""
     size = len(calls)
-    if size == 1:
-        try:
-            return [await calls[0]()]
-        except Exception as error:
-            raise _for_element(error, 0, 1) from None
+    if size == 1:  # no task to make, and nothing to name: a lone element's error is the call's
+        return [await calls[0]()]
 
     async def call(index: int) -> T:
         try:

@@ -12,12 +12,12 @@ import llama_cpp
 from llama_cpp import llama_grammar
 
 from predictors.llama.json_schema import SchemaLimits, check_schema, unsupported
+from predictors.llama.sampling import ROOT, compile_grammar
+from runtime.field_errors import invalid_field
 from runtime.quoting import cut
 from runtime.response_format import SCHEMA_FIELD, JsonFormat
-from servemesh.errors import InvalidArgument
 
 DEFAULT_MAX_GRAMMAR_BYTES = 128 * 1024
-ROOT = "root"
 # A character of a JSON string. The converter's own rule, [^"\\], lets raw control characters
 # (a newline) into strings, which JSON forbids; this is the rule of its JSON_GBNF.
 JSON_CHAR = llama_grammar.BuiltinRule(
@@ -117,8 +117,9 @@ def schema_grammar(schema: dict[str, Any], limits: SchemaLimits) -> str:
 
 def compiles(grammar: str) -> bool:
     """Whether llama.cpp parses `grammar` (no vocabulary needed to parse)."""
-    sampler = llama_cpp.llama_sampler_init_grammar(None, grammar.encode(), ROOT.encode())
-    if not sampler:
+    try:
+        sampler = compile_grammar(None, grammar)
+    except ValueError:
         return False
     llama_cpp.llama_sampler_free(sampler)
     return True
@@ -142,17 +143,14 @@ def json_grammar(
         raise unsupported("", "schema", why) from None
     size = len(grammar.encode())
     if size > max_grammar_bytes:
-        raise InvalidArgument(
-            f"{SCHEMA_FIELD} makes a grammar of {size} bytes; at most {max_grammar_bytes} "
+        raise invalid_field(
+            SCHEMA_FIELD,
+            f"makes a grammar of {size} bytes; at most {max_grammar_bytes} "
             "(--max-grammar-bytes): make the schema smaller (fewer properties, lower maxLength, "
             "maxItems or repetition counts)",
-            reason="INVALID_PARAMETER",
-            metadata={
-                "field": SCHEMA_FIELD,
-                "limit": "--max-grammar-bytes",
-                "max": str(max_grammar_bytes),
-                "actual": str(size),
-            },
+            limit="--max-grammar-bytes",
+            max=str(max_grammar_bytes),
+            actual=str(size),
         )
     if not compiles(grammar):
         raise unsupported("", "schema", "llama.cpp does not accept the grammar made from it")

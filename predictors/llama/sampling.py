@@ -14,6 +14,7 @@ from llama_cpp import _internals
 from runtime.textgen import Sampling
 
 PENALTY_LAST_N = 64
+ROOT = "root"  # the start rule of every grammar
 
 
 class SamplerChain:
@@ -60,7 +61,7 @@ def compile_grammar(
     vocab: llama_cpp.llama_vocab_p | None, grammar: str
 ) -> llama_cpp.llama_sampler_p:
     """llama.cpp's grammar sampler for a GBNF grammar whose start rule is `root`."""
-    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), ROOT.encode())
     if not sampler:
         raise ValueError("llama.cpp does not accept this grammar")
     return sampler
