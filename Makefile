@@ -21,6 +21,11 @@ LLAMA_CPP_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF
 LLAMA_WHEELS ?= $(HOME)/.cache/servemesh/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-native-off
 SDK_SRC := clients/python/src
+# Container images (deploy/docker): their tag, and the Docker client that talks to the engine.
+# Debian's docker.io client (/usr/bin/docker) matches Debian's engine; a newer client elsewhere
+# on PATH may want a buildx plugin that engine lacks.
+IMAGE_TAG ?= 0.1.0
+DOCKER ?= $(shell test -x /usr/bin/docker && echo /usr/bin/docker || echo docker)
 SERVEMESH_PROTOS := $(wildcard protos/servemesh/v1/*.proto)
 # TorchServe's API; its generated code is the `torchserve_grpc` package the gateway imports,
 # in generated/ (a package root of its own in pyproject.toml).
@@ -32,7 +37,8 @@ KSERVE_PROTOS := $(wildcard protos/kserve_v2/*.proto)
 protoc = $(PY) -m grpc_tools.protoc -I protos -I $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
 	--python_out=$(1) --pyi_out=$(1) --grpc_python_out=$(1) $(2) && touch $(1)/$(3)/__init__.py
 
-.PHONY: help venv ts-venv clients-venv models proto proto-check lint unit test bench labs up down status clean
+.PHONY: help venv ts-venv clients-venv models proto proto-check lint unit test bench labs up down status clean \
+	images compose-up compose-down compose-test
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -150,6 +156,25 @@ down: ## stop what `make up` started
 
 status: ## show what runs and whether it is healthy
 	$(PY) deploy/local/meshctl.py --run-dir $(RUN_DIR) status
+
+images: $(VENV)/.installed ## build the gateway, llama predictor and TorchServe images (installs a Docker engine if none)
+	@DOCKER=$(DOCKER) deploy/docker/engine.sh build/docker/dockerd.log
+	$(PY) deploy/docker/prepare.py --llama-wheels $(LLAMA_WHEELS)
+	@DOCKER=$(DOCKER) deploy/docker/build.sh $(IMAGE_TAG)
+
+compose-up: images ## run the mesh in containers (deploy/compose), gateway on localhost:50151
+	@PYTHON=$(PY) deploy/compose/run.sh up
+
+compose-down: ## stop the compose stack and remove its volumes
+	@PYTHON=$(PY) deploy/compose/run.sh down
+
+compose-test: ## build the images, start the compose stack, run its smoke tests, tear it down
+	@started=$$(date +%s); \
+	$(MAKE) --no-print-directory compose-up && \
+	$(PY) -m pytest -q -p no:cacheprovider deploy/compose/smoke_test.py; rc=$$?; \
+	$(MAKE) --no-print-directory compose-down; \
+	echo ">> compose-test: $$([ $$rc = 0 ] && echo passed || echo FAILED) in $$(( $$(date +%s) - started )) s"; \
+	exit $$rc
 
 clean: down ## remove the virtual environment and the run folder
 	rm -rf $(VENV) $(RUN_DIR)

@@ -21,6 +21,7 @@ from gateway.settings import GatewaySettings, parse_settings
 from kserve_v2 import grpc_predict_v2_pb2_grpc
 from runtime.server import GrpcServer
 from runtime.settings import configure_logging, serve_metrics
+from runtime.tracing import configure_tracing
 from servemesh.v1 import prediction_service_pb2, prediction_service_pb2_grpc
 
 log = logging.getLogger("gateway")
@@ -85,7 +86,8 @@ def _http_listener(
 
 def main() -> None:
     settings = parse_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.observability.log_format)
+    configure_tracing("servemesh-gateway", settings.observability.otlp_endpoint)
     serve_metrics(settings.metrics_port, "gateway")
     try:
         asyncio.run(serve(settings))

@@ -1,14 +1,14 @@
 """What every front door of the gateway calls: route by model name, check the request against
 the limits, wait for the backend's admission slot, call it with the caller's deadline, put the
-public model name back, and count the call. The servemesh.v1 servicer, the OpenAI HTTP
-listener and the Open Inference Protocol service are translations in front of this one path,
-so a limit, a key or a metric cannot differ between them."""
+public model name back, and count, trace and log the call. The servemesh.v1 servicer, the
+OpenAI HTTP listener and the Open Inference Protocol service are translations in front of this
+one path, so a limit, a key, a metric or a span cannot differ between them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -18,11 +18,17 @@ from gateway import metrics
 from gateway.config import RequestLimits
 from gateway.limits import check_request
 from gateway.router import Route, Router
-from servemesh.errors import ServemeshError, Unavailable, from_rpc_error
+from runtime import logs, tracing
+from runtime.errors import status_name
+from runtime.incoming import Incoming, choose_request_id
+from servemesh.errors import Unavailable, from_rpc_error
+from servemesh.metadata import REQUEST_ID_KEY
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
 
+log = logging.getLogger(__name__)
 DESCRIBE_TIMEOUT_S = 5.0
+Request = pb.PredictRequest | pb.PredictStreamRequest
 
 
 class Dispatcher:
@@ -33,13 +39,13 @@ class Dispatcher:
         self.router = router
         self.limits = limits
 
-    def _forwarded(self, request: pb.PredictRequest | pb.PredictStreamRequest) -> Route:
+    def _forwarded(self, request: Request, call: _Call) -> Route:
         """Routes `request`, checks it against the limits, and rewrites it for the backend,
-        in place."""
-        route = self.router.route(request.model)
+        in place: a request without an id of its own takes the call's."""
+        route = call.route = self.router.route(request.model)
         check_request(request, self.limits)
         request.model = route.backend_model
-        request.request_id = request.request_id or uuid.uuid4().hex
+        request.request_id = request.request_id or call.request_id
         return route
 
     async def predict(
@@ -48,12 +54,14 @@ class Dispatcher:
         timeout: float | None,
         protocol: str = "servemesh",
         method: str = "Predict",
+        incoming: Incoming | None = None,
     ) -> pb.PredictResponse:
-        """One unary prediction; `timeout` is the caller's remaining deadline in seconds."""
-        with _counted(protocol, method) as call:
-            route = call.route = self._forwarded(request)
+        """One unary prediction; `timeout` is the caller's remaining deadline in seconds,
+        `incoming` what the front door read of the call (its request id and trace context)."""
+        with _observed(protocol, method, incoming or _from_body(request)) as call:
+            route = self._forwarded(request, call)
             async with route.backend.admission.slot():  # waiting counts against the deadline
-                response = await route.backend.predict(request, _left(timeout, call))
+                response = await route.backend.predict(request, _left(timeout, call), call.metadata)
         response.model = route.model
         return response
 
@@ -63,12 +71,13 @@ class Dispatcher:
         timeout: float | None,
         protocol: str = "servemesh",
         method: str = "PredictStream",
+        incoming: Incoming | None = None,
     ) -> AsyncIterator[pb.PredictStreamResponse]:
         """A streamed prediction; closing the iterator cancels the backend's work."""
-        with _counted(protocol, method) as call:
-            route = call.route = self._forwarded(request)
+        with _observed(protocol, method, incoming or _from_body(request)) as call:
+            route = self._forwarded(request, call)
             async with route.backend.admission.slot():  # held for the whole stream
-                stream = route.backend.predict_stream(request, _left(timeout, call))
+                stream = route.backend.predict_stream(request, _left(timeout, call), call.metadata)
                 try:
                     async for response in stream:
                         response.model = route.model
@@ -101,8 +110,16 @@ class Dispatcher:
 
 @dataclass
 class _Call:
+    request_id: str
+    hop: tracing.Hop
+    metadata: tracing.Metadata  # what goes to the backend: the request id, the trace context
+    started: float
     route: Route | None = None
-    started: float = 0.0
+
+
+def _from_body(request: Request) -> Incoming:
+    """A call that came with nothing but its request (from code, not a front door)."""
+    return Incoming(choose_request_id(request.request_id))
 
 
 def _left(timeout: float | None, call: _Call) -> float | None:
@@ -113,25 +130,36 @@ def _left(timeout: float | None, call: _Call) -> float | None:
 
 
 @contextlib.contextmanager
-def _counted(protocol: str, method: str) -> Iterator[_Call]:
-    """Counts a call by model and status code once it ends. The model label is the routed
-    name, or "" for a name that routes nowhere: a label per name a client makes up would
-    grow without bound."""
-    call, code = _Call(started=asyncio.get_running_loop().time()), "OK"
+def _observed(protocol: str, method: str, incoming: Incoming) -> Iterator[_Call]:
+    """One call, seen from outside: its span (continuing the caller's trace), its ids on the
+    log lines it causes and in the metadata of its backend call, and, once it ends, its count
+    by model and status code. The model label is the routed name, or "" for a name that
+    routes nowhere: a label per name a client makes up would grow without bound."""
+    request_id = incoming.request_id
+    hop = tracing.begin(f"{protocol} {method}", incoming)
+    logs.bind(request_id, hop.trace_id)
+    loop = asyncio.get_running_loop()
+    metadata = ((REQUEST_ID_KEY, request_id), *hop.headers())
+    call, code = _Call(request_id, hop, metadata, started=loop.time()), "OK"
     try:
         yield call
-    except ServemeshError as error:
-        code = error.code.name
-        raise
-    except grpc.aio.AioRpcError as error:
-        code = error.code().name
-        raise
-    except (asyncio.CancelledError, GeneratorExit):  # the caller went away
-        code = "CANCELLED"
-        raise
-    except Exception:
-        code = "INTERNAL"
+    except BaseException as error:  # counted by its status; the caller going away too
+        code = status_name(error)
         raise
     finally:
-        model = call.route.model if call.route else ""
+        route = call.route
+        model = route.model if route else ""
         metrics.CALLS.labels(model, protocol, method, code).inc()
+        backend = route.backend.name if route else ""
+        if hop.span is not None:
+            attributes = {
+                "servemesh.protocol": protocol,
+                "rpc.method": method,
+                "servemesh.request_id": request_id,
+                "servemesh.model": model,
+                "servemesh.backend": backend,
+            }
+            hop.end(code, attributes)
+        if log.isEnabledFor(logging.DEBUG):
+            ms = (loop.time() - call.started) * 1000
+            log.debug("%s %s %s via %s: %s in %.1f ms", protocol, method, model, backend, code, ms)

@@ -18,7 +18,7 @@ RETRIES = Counter(
 )
 REPLICA_SERVING = Gauge(
     "servemesh_gateway_replica_serving",
-    "1 while a replica serves (grpc.health.v1 Watch), 0 while it is out.",
+    "1 while a replica serves (by its health source), 0 while it is out.",
     ["backend", "replica"],
 )
 REPLICA_OUTSTANDING = Gauge(

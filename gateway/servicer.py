@@ -1,5 +1,5 @@
 """servemesh.v1.PredictionService at the gateway: the contract's own front door to the
-dispatcher, with the caller's gRPC deadline."""
+dispatcher, with the caller's gRPC deadline, request id and trace context."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from gateway.dispatch import Dispatcher
+from runtime.incoming import accept, accept_stream
 from servemesh.v1 import prediction_service_pb2 as pb
 from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
 
@@ -19,12 +20,14 @@ class GatewayServicer(pb_grpc.PredictionServiceServicer):
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
-        return await self._dispatch.predict(request, context.time_remaining())
+        incoming = accept(context, request.request_id)
+        return await self._dispatch.predict(request, context.time_remaining(), incoming=incoming)
 
     async def PredictStream(
         self, request: pb.PredictStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.PredictStreamResponse]:
-        stream = self._dispatch.predict_stream(request, context.time_remaining())
+        incoming = await accept_stream(context, request.request_id)
+        stream = self._dispatch.predict_stream(request, context.time_remaining(), incoming=incoming)
         try:
             async for response in stream:
                 yield response

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runtime.server import ServerSettings
-from runtime.settings import add_server_flags, env, server_settings
+from runtime.settings import (
+    Observability,
+    add_observability_flags,
+    add_server_flags,
+    env,
+    observability,
+    server_settings,
+)
 
 
 @dataclass(frozen=True)
@@ -18,6 +25,7 @@ class GatewaySettings:
     log_level: str
     http_address: str | None = None  # the OpenAI-compatible HTTP door; None: off
     http_max_embedding_inputs: int = 256
+    observability: Observability = field(default_factory=Observability)
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
@@ -34,6 +42,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
         help="Prometheus metrics on http://127.0.0.1:PORT/metrics; 0 turns them off",
     )
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
+    add_observability_flags(p, e)
     h = p.add_argument_group("OpenAI-compatible HTTP")
     h.add_argument(
         "--http-address",
@@ -56,4 +65,5 @@ def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
         log_level=a.log_level,
         http_address=None if a.http_address.strip().lower() in ("", "off") else a.http_address,
         http_max_embedding_inputs=a.http_max_embedding_inputs,
+        observability=observability(p, a),
     )

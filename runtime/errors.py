@@ -23,21 +23,46 @@ HEALTH_METHODS = "/grpc.health.v1.Health/"
 REFLECTION_METHODS = "/grpc.reflection."
 
 
+def _with_own(context: grpc.aio.ServicerContext, trailing: Any) -> tuple[Any, ...]:
+    """`trailing` after the trailing metadata that the call set itself (its request id), which
+    an abort with metadata of its own would otherwise replace; a key of the call's own is not
+    taken again from `trailing` (a backend's request id)."""
+    own = tuple(context.trailing_metadata() or ())
+    if not own:
+        return tuple(trailing or ())
+    keys = {key for key, _ in own}
+    return own + tuple((key, value) for key, value in trailing or () if key not in keys)
+
+
 async def abort_with(context: grpc.aio.ServicerContext, error: BaseException) -> NoReturn:
     """Ends the call with the status that `error` stands for."""
     if isinstance(error, ServemeshError):
         status = error.to_status()
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        await context.abort(
+            status.code, status.details, _with_own(context, status.trailing_metadata)
+        )
     if isinstance(error, grpc.aio.AioRpcError):
         # A failed call to another server: its code, message and details pass through as
         # they are, so the client sees what the backend said.
         await context.abort(
-            error.code(), error.details() or "", tuple(error.trailing_metadata() or ())
+            error.code(), error.details() or "", _with_own(context, error.trailing_metadata())
         )
     _unhandled.log(logging.ERROR, "unhandled error in %s", _method(context), exc_info=error)
     await context.abort(
         grpc.StatusCode.INTERNAL, "internal server error; the server log has the details"
     )
+
+
+def status_name(error: BaseException) -> str:
+    """The name of the status code that a call which raised `error` ends with, for metrics and
+    traces: a caller that went away is CANCELLED, anything unmapped INTERNAL."""
+    if isinstance(error, ServemeshError):
+        return error.code.name
+    if isinstance(error, grpc.aio.AioRpcError):
+        return error.code().name
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return "CANCELLED"
+    return "INTERNAL"
 
 
 def _method(context: grpc.aio.ServicerContext) -> str:

@@ -75,3 +75,24 @@ class CallerGoneFilter(logging.Filter):
         record.exc_info, record.exc_text = None, None
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+class CallerInputFilter(logging.Filter):
+    """A library's warnings about what a caller sent (OpenTelemetry's, about a malformed W3C
+    `tracestate`), which any caller can cause once per call, quoting its own bytes: at most
+    one line per `interval_s`, with `summary` instead of what the library said."""
+
+    def __init__(
+        self, summary: str, interval_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self._summary = summary
+        self._interval = _Interval(interval_s, clock)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        admitted = self._interval.admit(self._summary)
+        if admitted is None:
+            return False
+        record.msg, record.args = admitted, ()
+        record.exc_info, record.exc_text = None, None
+        return True

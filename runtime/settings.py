@@ -10,6 +10,7 @@ import os
 
 import prometheus_client
 
+from runtime import logs
 from runtime.auth import ApiKeys
 from runtime.connections import ConnectionLimits
 from runtime.log_limit import CallerGoneFilter
@@ -33,25 +34,69 @@ def env_flag(name: str, default: bool) -> bool:
     return value.strip().lower() in _TRUE
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Logs at `level` to stderr, as text or JSON lines (`log_format`, see runtime.logs)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.formatter(log_format))
+    logging.basicConfig(level=level.upper(), handlers=[handler])
     logging.getLogger("grpc._cython.cygrpc").addFilter(CallerGoneFilter())
 
 
 def serve_metrics(port: int, program: str) -> None:
-    """Prometheus metrics on http://127.0.0.1:PORT/metrics, none for port 0. A port that cannot
-    be bound ends the program with one line that names the flag, not a traceback."""
+    """Prometheus metrics on http://HOST:PORT/metrics, none for port 0. HOST is loopback
+    unless SERVEMESH_METRICS_HOST says otherwise (0.0.0.0 in a container, where Prometheus
+    scrapes from another network namespace). A port that cannot be bound ends the program
+    with one line that names the flag, not a traceback."""
     if not port:
         return
+    host = env("SERVEMESH_METRICS_HOST", "127.0.0.1")
     try:
-        prometheus_client.start_http_server(port, addr="127.0.0.1")
+        prometheus_client.start_http_server(port, addr=host)
     except OSError as error:
         raise SystemExit(
-            f"{program}: cannot serve metrics on 127.0.0.1:{port} ({error.strerror}); choose "
+            f"{program}: cannot serve metrics on {host}:{port} ({error.strerror}); choose "
             "another port with --metrics-port, or 0 for no metrics"
         ) from None
+
+
+def add_observability_flags(p: argparse.ArgumentParser, prefix: str) -> None:
+    """--log-format and --otlp-endpoint, each defaulting to PREFIX + its name, then to the
+    same for every servemesh program (SERVEMESH_LOG_FORMAT, SERVEMESH_OTLP_ENDPOINT); the
+    endpoint also to OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT."""
+    g = p.add_argument_group("logs and traces")
+    g.add_argument(
+        "--log-format",
+        choices=logs.LOG_FORMATS,
+        default=env(prefix + "LOG_FORMAT", env("SERVEMESH_LOG_FORMAT", "text")),
+        help="text, or json: one JSON object per line, with the request id and trace id of "
+        "the call a line belongs to",
+    )
+    g.add_argument(
+        "--otlp-endpoint",
+        default=env(
+            prefix + "OTLP_ENDPOINT",
+            env("SERVEMESH_OTLP_ENDPOINT", env("OTEL_EXPORTER_OTLP_ENDPOINT", "off")),
+        ),
+        help="send OpenTelemetry traces over OTLP/gRPC to this collector "
+        "(http://HOST:4317 for plaintext); off (the default): no tracing",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Observability:
+    """How a program logs (text or json) and where its traces go (None: nowhere)."""
+
+    log_format: str = "text"
+    otlp_endpoint: str | None = None
+
+
+def observability(p: argparse.ArgumentParser, args: argparse.Namespace) -> Observability:
+    """The Observability of parsed `args`; a log format from the environment is checked here,
+    since argparse checks choices only on the command line."""
+    if args.log_format not in logs.LOG_FORMATS:
+        p.error(f"--log-format {args.log_format!r}: use one of {', '.join(logs.LOG_FORMATS)}")
+    endpoint = args.otlp_endpoint.strip()
+    return Observability(args.log_format, None if endpoint.lower() in ("", "off") else endpoint)
 
 
 def add_server_flags(p: argparse.ArgumentParser, prefix: str, default_address: str) -> None:

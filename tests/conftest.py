@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, settings
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from runtime import tracing
 from servemesh import Client
 from tests.servers import (
     Metrics,
@@ -35,6 +39,17 @@ settings.register_profile(
 )
 if "CI" in os.environ:
     settings.load_profile("ci")
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    """Tracing on in this process, into memory, for one test."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracing.use_provider(provider)
+    yield spans
+    tracing.use_provider(None)
 
 
 @dataclass(frozen=True)

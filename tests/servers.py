@@ -12,9 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from deploy.health_probe import health_status
 from deploy.local.meshctl import TS_PYTHON
 from deploy.local.ports import free_ports
 from deploy.local.prometheus import read_metrics
@@ -33,17 +31,6 @@ PROMPTS = [
     "1, 2, 3, 4,",
     "The first man on the moon was",
 ]
-
-
-def health_status(address: str, service: str = "") -> str:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=1
-            )
-        except grpc.RpcError as error:
-            return error.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -152,13 +139,23 @@ class TorchServe:
         return {k: v["key"] for k, v in json.loads(self.key_file.read_text()).items()}
 
 
-def torchserve(log_dir: Path) -> TorchServe:
-    """TorchServe (not started) on free ports, with its run folder under `log_dir`."""
-    run_dir = log_dir / "torchserve"
-    grpc_port, management_port, http, http_management, metrics, worker = free_ports(6)
+def torchserve(
+    log_dir: Path,
+    name: str = "torchserve",
+    host: str = "127.0.0.1",
+    ports: tuple[int, ...] | None = None,
+    extra: tuple[str, ...] = (),
+) -> TorchServe:
+    """TorchServe (not started) on free ports (or `ports`: gRPC, gRPC management, HTTP,
+    HTTP management, metrics, worker) at `host`, with its run folder under `log_dir`;
+    `extra` are more launch.py flags."""
+    run_dir = log_dir / name
+    grpc_port, management_port, http, http_management, metrics, worker = ports or free_ports(6)
     command = [
         str(TS_PYTHON),
         "predictors/torchserve/launch.py",
+        "--host",
+        host,
         "--run-dir",
         str(run_dir),
         "--http-port",
@@ -173,10 +170,11 @@ def torchserve(log_dir: Path) -> TorchServe:
         str(management_port),
         "--worker-port",
         str(worker),
+        *extra,
     ]
-    process = ServerProcess("torchserve", command, None, log_dir)
+    process = ServerProcess(name, command, None, log_dir)
     return TorchServe(
-        process, f"127.0.0.1:{grpc_port}", f"127.0.0.1:{management_port}", run_dir / "key_file.json"
+        process, f"{host}:{grpc_port}", f"{host}:{management_port}", run_dir / "key_file.json"
     )
 
 

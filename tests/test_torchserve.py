@@ -15,7 +15,7 @@ from google.protobuf import empty_pb2
 from PIL import Image
 from skimage import data
 
-from servemesh import AsyncClient, Client, Internal, InvalidArgument, NotFound
+from servemesh import AsyncClient, Client, InvalidArgument, NotFound, Unavailable
 from tests.servers import (
     BIN,
     ROOT,
@@ -210,15 +210,16 @@ def test_a_call_without_the_torchserve_token_fails_at_torchserve(mesh, tmp_path)
         in stub.Ping(empty_pb2.Empty(), metadata=[("authorization", f"Bearer {key}")]).health
     )
 
-    # A gateway without the key: TorchServe refuses it, and the client learns why.
+    # A gateway without the key: TorchServe refuses its health polls, so the backend is out,
+    # and a client learns why.
     front = gateway(tmp_path, mesh_config(ts=mesh.torchserve, key_file=""), "keyless-gw")
     front.start(wait=False)
     try:
         wait_for(lambda: health_status(front.address) == "NOT_SERVING", 30, "gateway up")
-        with Client(front.address) as c, pytest.raises(Internal) as caught:
+        with Client(front.address) as c, pytest.raises(Unavailable) as caught:
             c.predict("all-minilm-l6-v2", inputs={"text": "hello"})
-        assert caught.value.reason == "BACKEND_AUTH_FAILED"
-        assert "Token Authorization failed" in caught.value.message
+        assert caught.value.reason == "NO_SERVING_REPLICA"
+        assert "refused: PERMISSION_DENIED: Token Authorization failed" in caught.value.message
     finally:
         front.stop()
 

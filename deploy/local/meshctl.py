@@ -16,8 +16,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from deploy.health_probe import health_status
 
 ROOT = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 300.0  # TorchServe loads three models on two cores in about a minute
@@ -87,17 +86,6 @@ class RunDir:
 
     def record(self, name: str, pid: int) -> None:
         self.pid_file(name).write_text(f"{pid} {_start_time(pid)}\n")
-
-
-def health_status(address: str, service: str = "", timeout: float = 1.0) -> str:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout
-            )
-        except grpc.RpcError as error:
-            return error.code().name
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
 def _tail(path: Path, lines: int = 30) -> str:

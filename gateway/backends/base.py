@@ -18,6 +18,8 @@ from servemesh.v1 import prediction_service_pb2 as pb
 
 # Keys of a [models.NAME] table that the mesh config reads itself, before a backend does.
 ROUTE_KEYS = ("backend", "backend_model")
+# gRPC metadata of a call from the gateway: the request id and the W3C trace context.
+Metadata = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,7 +49,9 @@ class Backend(ABC, Generic[OptionsT, ModelOptionsT]):
 
     Requests arrive with `model` already set to the backend's name for the model. A failed
     backend call raises grpc.aio.AioRpcError (passed through to the client as it is) or a
-    servemesh error. `timeout` is the caller's remaining deadline in seconds, or None.
+    servemesh error. `timeout` is the caller's remaining deadline in seconds, or None;
+    `metadata` goes with the backend call (x-request-id, traceparent), beside the backend's
+    own keys.
 
     Each kind declares its options as frozen dataclasses (`parse_options`,
     `parse_model_options`), so a key it does not know is refused at start-up.
@@ -113,13 +117,13 @@ class Backend(ABC, Generic[OptionsT, ModelOptionsT]):
 
     @abstractmethod
     async def predict(
-        self, request: pb.PredictRequest, timeout: float | None
+        self, request: pb.PredictRequest, timeout: float | None, metadata: Metadata = ()
     ) -> pb.PredictResponse:
         """Runs one unary prediction."""
 
     @abstractmethod
     def predict_stream(
-        self, request: pb.PredictStreamRequest, timeout: float | None
+        self, request: pb.PredictStreamRequest, timeout: float | None, metadata: Metadata = ()
     ) -> AsyncIterator[pb.PredictStreamResponse]:
         """Streams a prediction; closing the iterator cancels the backend's work."""
 

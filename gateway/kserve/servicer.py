@@ -24,6 +24,7 @@ from gateway.kserve.models import TRANSLATORS, ModelKind, Translator, kind_of_in
 from gateway.kserve.tensors import infer_response
 from kserve_v2 import grpc_predict_v2_pb2 as pb
 from kserve_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
+from runtime.incoming import accept
 from runtime.quoting import cut, shown
 from servemesh.errors import NotFound, Unavailable, Unimplemented
 from servemesh.v1 import model_pb2
@@ -138,6 +139,7 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelInferResponse:
+        incoming = accept(context, request.id)  # one id for all of its elements
         model = request.model_name
         translator = await self._translator(model, context.time_remaining())
         _check_version(model, request.model_version)
@@ -145,7 +147,11 @@ class KServeServicer(pb_grpc.GRPCInferenceServiceServicer):
         timeout = params.deadline(request.parameters, context.time_remaining())
         predictions = translator.requests(model, request.id, call.elements, call.values)
         predict = functools.partial(
-            self._dispatch.predict, timeout=timeout, protocol=PROTOCOL, method="ModelInfer"
+            self._dispatch.predict,
+            timeout=timeout,
+            protocol=PROTOCOL,
+            method="ModelInfer",
+            incoming=incoming,
         )
         responses = await run_all([functools.partial(predict, p) for p in predictions])
         tensors = {t.name: t for t in translator.output_tensors(responses)}

@@ -23,9 +23,13 @@ from gateway.dispatch import Dispatcher
 from gateway.openai_http import requests, responses
 from gateway.openai_http.errors import HttpError, from_error, invalid
 from runtime.auth import ApiKeys, key_refusal
+from runtime.incoming import Incoming, from_headers
+from servemesh.metadata import REQUEST_ID_KEY
 from servemesh.v1 import prediction_service_pb2 as pb
 
 T = TypeVar("T")
+# What an endpoint answers with: the body as JSON, the deadline, and the call's own ids.
+Answer = Callable[[Any, float | None, Incoming], Awaitable[Response]]
 # Deadlines over HTTP. X-Servemesh-Timeout (seconds) sets one for any request from any client.
 # OpenAI's Python SDK sends its read timeout as X-Stainless-Read-Timeout: a unary answer
 # sends no byte until it is ready, so that client gives up after it, and it is the call's
@@ -127,9 +131,13 @@ class OpenAIApi:
             raise _CallerGone
         return task.result()
 
-    async def _handle(
-        self, request: Request, answer: Callable[[Any, float | None], Awaitable[Response]]
-    ) -> Response:
+    async def _handle(self, request: Request, answer: Answer) -> Response:
+        """`answer`'s response, or the OpenAI error for its failure; either way with the
+        call's request id in the x-request-id header."""
+        incoming = from_headers(request.headers)
+        return _with_id(await self._answer(request, answer, incoming), incoming)
+
+    async def _answer(self, request: Request, answer: Answer, incoming: Incoming) -> Response:
         timeout = None
         try:
             self._authenticate(request)
@@ -137,7 +145,7 @@ class OpenAIApi:
             streamed = isinstance(body, dict) and body.get("stream") is True
             timeout = self._timeout(request, streamed)
             async with asyncio.timeout(timeout):
-                return await self._until_disconnect(request, answer(body, timeout))
+                return await self._until_disconnect(request, answer(body, timeout, incoming))
         except _CallerGone:
             return Response(status_code=499)  # nobody reads it; the access log does
         except TimeoutError:
@@ -148,47 +156,55 @@ class OpenAIApi:
     # -- endpoints -------------------------------------------------------------------------
 
     async def _models(self, request: Request) -> Response:
+        incoming = from_headers(request.headers)
         try:
             self._authenticate(request)
             infos = await self._dispatch.list_models(self._timeout(request))
         except Exception as error:
-            return _error(from_error(error))
-        return JSONResponse({"object": "list", "data": [responses.model_object(i) for i in infos]})
+            return _with_id(_error(from_error(error)), incoming)
+        listing = {"object": "list", "data": [responses.model_object(i) for i in infos]}
+        return _with_id(JSONResponse(listing), incoming)
 
     async def _model(self, request: Request) -> Response:
+        incoming = from_headers(request.headers)
         try:
             self._authenticate(request)
             name = request.path_params["model"]
             info = await self._dispatch.get_model(name, self._timeout(request))
         except Exception as error:
-            return _error(from_error(error))
-        return JSONResponse(responses.model_object(info))
+            return _with_id(_error(from_error(error)), incoming)
+        return _with_id(JSONResponse(responses.model_object(info)), incoming)
 
     async def _chat(self, request: Request) -> Response:
-        async def answer(body: Any, timeout: float | None) -> Response:
-            return await self._generate(requests.chat_request(body), True, timeout)
+        async def answer(body: Any, timeout: float | None, incoming: Incoming) -> Response:
+            return await self._generate(requests.chat_request(body), True, timeout, incoming)
 
         return await self._handle(request, answer)
 
     async def _completions(self, request: Request) -> Response:
-        async def answer(body: Any, timeout: float | None) -> Response:
-            return await self._generate(requests.completion_request(body), False, timeout)
+        async def answer(body: Any, timeout: float | None, incoming: Incoming) -> Response:
+            generation = requests.completion_request(body)
+            return await self._generate(generation, False, timeout, incoming)
 
         return await self._handle(request, answer)
 
     async def _generate(
-        self, generation: requests.Generation, chat: bool, timeout: float | None
+        self,
+        generation: requests.Generation,
+        chat: bool,
+        timeout: float | None,
+        incoming: Incoming,
     ) -> Response:
         method = "chat.completions" if chat else "completions"
         request = generation.request
         model = request.model
         if not generation.stream:
             unary = pb.PredictRequest.FromString(request.SerializeToString())
-            response = await self._dispatch.predict(unary, timeout, PROTOCOL, method)
+            response = await self._dispatch.predict(unary, timeout, PROTOCOL, method, incoming)
             return JSONResponse(
                 responses.Completion(chat, response.request_id, model).whole(response)
             )
-        stream = self._dispatch.predict_stream(request, timeout, PROTOCOL, method)
+        stream = self._dispatch.predict_stream(request, timeout, PROTOCOL, method, incoming)
         try:
             # The first answer decides the HTTP status: a request refused by the router, a
             # limit, admission or the model is an HTTP error, not a 200 with an error event.
@@ -200,15 +216,18 @@ class OpenAIApi:
         return StreamingResponse(
             _events(completion, first, stream, generation.include_usage),
             media_type="text/event-stream",
-            headers={"cache-control": "no-cache", "x-request-id": request.request_id},
+            headers={"cache-control": "no-cache"},
         )
 
     async def _embeddings(self, request: Request) -> Response:
-        async def answer(body: Any, timeout: float | None) -> Response:
+        async def answer(body: Any, timeout: float | None, incoming: Incoming) -> Response:
             asked = requests.embeddings_request(body, self._limits.max_embedding_inputs)
             calls = [requests.embedding_call(asked.model, text) for text in asked.texts]
-            answers = await asyncio.gather(
-                *(self._dispatch.predict(c, timeout, PROTOCOL, "embeddings") for c in calls)
+            answers = await asyncio.gather(  # one request id for all of its texts
+                *(
+                    self._dispatch.predict(c, timeout, PROTOCOL, "embeddings", incoming)
+                    for c in calls
+                )
             )
             vectors = [_vector(a) for a in answers]
             return JSONResponse(responses.embedding_list(asked.model, vectors, asked.base64))
@@ -221,7 +240,9 @@ class OpenAIApi:
             f"{request.method} {request.url.path} is not an endpoint of this server; it serves "
             "GET /v1/models, POST /v1/chat/completions, /v1/completions and /v1/embeddings"
         )
-        return _error(HttpError(status, message, "unknown_endpoint"))
+        return _with_id(
+            _error(HttpError(status, message, "unknown_endpoint")), from_headers(request.headers)
+        )
 
 
 async def _events(
@@ -285,3 +306,8 @@ def _deadline_message(timeout: float | None) -> str:
 
 def _error(error: HttpError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status)
+
+
+def _with_id(response: Response, incoming: Incoming) -> Response:
+    response.headers[REQUEST_ID_KEY] = incoming.request_id
+    return response

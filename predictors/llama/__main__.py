@@ -10,6 +10,7 @@ from predictors.llama.servicer import LlamaServicer
 from predictors.llama.settings import LlamaSettings, parse_settings
 from runtime.server import GrpcServer
 from runtime.settings import configure_logging, serve_metrics
+from runtime.tracing import configure_tracing
 from servemesh.v1 import prediction_service_pb2, prediction_service_pb2_grpc
 
 log = logging.getLogger("predictors.llama")
@@ -34,7 +35,8 @@ async def serve(settings: LlamaSettings) -> None:
 
 def main() -> None:
     settings = parse_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.observability.log_format)
+    configure_tracing("servemesh-llama", settings.observability.otlp_endpoint)
     serve_metrics(settings.metrics_port, "predictor")
     asyncio.run(serve(settings))
 

@@ -25,6 +25,7 @@ from llama_cpp import _internals
 from predictors.llama import metrics
 from predictors.llama.chat import ChatTemplate
 from predictors.llama.model import LoadedModel
+from predictors.llama.request_trace import RequestTrace
 from predictors.llama.sampling import GrammarDeadEnd, GrammarSampler, SamplerChain
 from predictors.llama.scheduler import ERROR, Group, Scheduler
 from predictors.llama.sequence import (
@@ -57,6 +58,7 @@ class _Job:
     events: collections.deque[Event | BaseException] = field(default_factory=collections.deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    trace: RequestTrace = field(default_factory=RequestTrace)  # its ids and stage times
 
     def take(self) -> list[Event | BaseException]:
         """Everything delivered so far, with consecutive deltas merged into one: a reader that
@@ -139,9 +141,11 @@ class LlamaEngine:
         assert self._model is not None, "load() first"
         return self._model.tokenize(text, special=special, add_bos=add_bos)
 
-    async def generate(self, generation: Generation) -> AsyncIterator[Event]:
+    async def generate(
+        self, generation: Generation, trace: RequestTrace | None = None
+    ) -> AsyncIterator[Event]:
         """Streams Delta events and one Finished; closing the iterator stops the generation
-        before its next step."""
+        before its next step. The batching loop records the stages it reaches in `trace`."""
         if self._model is None:
             raise Unavailable("the model is still loading; retry in a few seconds")
         limit = self.settings.max_queued_requests
@@ -151,7 +155,8 @@ class LlamaEngine:
                 f"predictor queues (max_queued_requests={limit}); retry later",
                 reason="QUEUE_FULL",
             )
-        job = _Job(generation, asyncio.get_running_loop())
+        job = _Job(generation, asyncio.get_running_loop(), trace=trace or RequestTrace())
+        job.trace.submitted = time.time_ns()
         self._waiting += 1
         metrics.QUEUED_REQUESTS.inc()
         self._inbox.put(job)
@@ -199,6 +204,7 @@ class LlamaEngine:
             self._collect(scheduler, block=scheduler.idle)
             scheduler.release_cancelled()
             for job, error in scheduler.admit():  # this request alone fails, as INTERNAL
+                log.error("cannot build the sampler", exc_info=error, extra=job.trace.log_ids)
                 outbox.put(job, error)
             if scheduler.running:
                 self._step(batch, scheduler, outbox)
@@ -238,7 +244,7 @@ class LlamaEngine:
                 try:
                     token = seq.sampler.sample(model.ctx, index)
                 except GrammarDeadEnd:  # this request alone fails
-                    log.exception("grammar dead end")
+                    log.exception("grammar dead end", extra=seq.job.trace.log_ids)
                     outbox.put(
                         seq.job,
                         Internal(
@@ -249,7 +255,7 @@ class LlamaEngine:
                     scheduler.release(seq, ERROR)
                     continue
                 if seq.completion == 0:  # its first sampled token, whatever it is
-                    metrics.TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - seq.started)
+                    self._first_token(seq)
                 is_eog = token in model.eog
                 if not is_eog:
                     generated += 1
@@ -257,6 +263,7 @@ class LlamaEngine:
                 if delta is not None:
                     outbox.put(seq.job, delta)
                 if seq.finish_reason is not None:
+                    seq.job.trace.finished = time.time_ns()
                     reason = seq.finish_reason
                     outbox.put(seq.job, Finished(reason, len(seq.prompt), seq.completion))
                     scheduler.release(seq, reason.value)
@@ -264,6 +271,23 @@ class LlamaEngine:
                 metrics.GENERATED_TOKENS.inc(generated)
             # A prompt's first token goes out now, not after the step's other prompt chunks.
             outbox.send()
+
+    @staticmethod
+    def _first_token(seq: Sequence[_Job]) -> None:
+        """A sequence's prompt is in and its first token sampled: once per request."""
+        elapsed = time.perf_counter() - seq.started
+        metrics.TIME_TO_FIRST_TOKEN.observe(elapsed)
+        trace = seq.job.trace
+        trace.first_token, trace.cached_tokens = time.time_ns(), seq.reused
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "slot %d: first token %.1f ms after admission; %d prompt tokens, %d of them cached",
+                seq.seq_id,
+                elapsed * 1000,
+                len(seq.prompt),
+                seq.reused,
+                extra=trace.log_ids,
+            )
 
     def _collect(self, scheduler: Scheduler[_Job], block: bool) -> None:
         """Hands newly submitted jobs to the scheduler; waits for one when there is no work."""
@@ -279,6 +303,7 @@ class LlamaEngine:
     def _dequeue(self, job: _Job) -> None:
         """A job left the waiting queue (started, failed or cancelled): it no longer counts
         against max_queued_requests."""
+        job.trace.admitted = time.time_ns()
         metrics.QUEUED_REQUESTS.dec()
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody counts any more
             job.loop.call_soon_threadsafe(self._admitted)

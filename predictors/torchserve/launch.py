@@ -56,6 +56,15 @@ def main() -> None:
     )
     p.add_argument("--worker-port", type=int, default=int(_env("WORKER_PORT", "9000")))
     p.add_argument("--models", default=_env("MODELS", "all"), help="comma-separated, or all")
+    # Off only where the network already admits nobody but the gateway (a Kubernetes
+    # NetworkPolicy): pods cannot share the key file TorchServe writes at start, and each
+    # replica would write other keys.
+    p.add_argument(
+        "--token-auth",
+        action=argparse.BooleanOptionalAction,
+        default=_env("TOKEN_AUTH", "on").lower() not in ("off", "false", "no", "0"),
+        help="TorchServe's token authorization (key_file.json in the run folder); default on",
+    )
     a = p.parse_args()
     if not any(a.model_store.glob("*.mar")):
         sys.exit(f"no model archives in {a.model_store}; run `make models` first")
@@ -80,6 +89,7 @@ def main() -> None:
                 "initial_worker_port": str(a.worker_port),
                 "model_store": str(a.model_store.resolve()),
                 "load_models": a.models,
+                "disable_token_authorization": str(not a.token_auth).lower(),
                 "vmargs": f"-Xmx1g -XX:+UseContainerSupport -Djava.io.tmpdir={tmp}",
             },
         )

@@ -73,8 +73,9 @@ def test_options_are_typed_with_their_defaults() -> None:
         (
             {**TORCHSERVE, "keyfile": "k.json"},
             "backends.b: unknown option 'keyfile' for a torchserve backend; the known options "
-            "are key_file, kind, management_target, max_concurrency, max_queue, target, "
-            "targets, tls_ca, tls_cert, tls_key, tls_server_name",
+            "are key_file, kind, management_port, management_target, max_concurrency, "
+            "max_queue, resolve_interval_s, target, targets, tls_ca, tls_cert, tls_key, "
+            "tls_server_name",
         ),
         # A servemesh backend's option means nothing to TorchServe.
         (
@@ -108,27 +109,47 @@ def test_an_unknown_backend_option_is_refused_with_the_known_ones(backend, messa
         ({**SERVEMESH, "tls_ca": 7}, "backends.b.tls_ca is 7; it must be a string"),
         (
             {k: v for k, v in TORCHSERVE.items() if k != "management_target"},
-            "backends.b needs management_target",
+            'backends.b needs either management_target = "HOST:PORT" (one TorchServe) or '
+            "management_port = PORT",
         ),
-        ({**TORCHSERVE, "management_target": ""}, "backends.b.management_target is empty"),
+        (
+            {**TORCHSERVE, "management_port": 7071},
+            'backends.b needs either management_target = "HOST:PORT" (one TorchServe) or '
+            "management_port = PORT",
+        ),
+        ({**TORCHSERVE, "management_port": -1}, "backends.b.management_port is -1"),
     ],
 )
 def test_a_backend_option_of_the_wrong_type_or_range_is_refused(backend, message) -> None:
     refused(mesh(backend), message)
 
 
-@pytest.mark.parametrize(
+REPLICA_TARGETS = pytest.mark.parametrize(
     "targets",
     [
-        {"targets": ["ts-a:7070", "ts-b:7070"]},
+        {"targets": ["10.0.0.1:7070", "10.0.0.2:7070"]},
         {"target": "dns:///torchserve.svc:7070"},
         {"targets": ["dns:///torchserve.svc:7070"]},
     ],
     ids=["two-targets", "dns-target", "dns-in-targets"],
 )
-def test_torchserve_replicas_are_refused(targets) -> None:
-    backend = {"kind": "torchserve", "management_target": "ts:7071", **targets}
-    refused(mesh(backend), "backends.b: TorchServe replicas are not supported yet")
+
+
+@REPLICA_TARGETS
+def test_torchserve_replicas_find_management_by_port(targets) -> None:
+    config = mesh({"kind": "torchserve", "management_port": 7071, **targets})
+    check(config)
+    options = TorchServeBackend.parse_options(config.backends["b"])
+    assert options.management_address("10.0.0.2:7070") == "10.0.0.2:7071"
+    assert options.management_address("[fd00::5]:7070") == "[fd00::5]:7071"
+
+
+@REPLICA_TARGETS
+def test_torchserve_replicas_need_a_management_port_and_no_key_file(targets) -> None:
+    one_address = {"kind": "torchserve", "management_target": "ts:7071", **targets}
+    refused(mesh(one_address), "give management_port = PORT, the port of each replica's")
+    keyed = {"kind": "torchserve", "management_port": 7071, "key_file": "k.json", **targets}
+    refused(mesh(keyed), "each TorchServe writes keys of its own")
 
 
 @pytest.mark.parametrize(

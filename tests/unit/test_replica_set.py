@@ -18,7 +18,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 import gateway.backends.servemesh.replicas as replicas_module
-from gateway.backends.servemesh.replicas import ReplicaSet
+from gateway.backends.servemesh.replicas import ReplicaSet, grpc_health_watch
 from servemesh.errors import Unavailable
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -85,9 +85,13 @@ async def until(condition: Callable[[], bool], what: str, timeout: float = 2.0) 
 
 
 class Harness:
-    def __init__(self, addresses: list[str], **options: Any) -> None:
+    def __init__(
+        self, addresses: list[str], metadata: tuple[tuple[str, str], ...] = (), **options: Any
+    ) -> None:
         self.channels = Channels()
-        self.set = ReplicaSet("llama", addresses, self.channels, **options)
+        self.set = ReplicaSet(
+            "llama", addresses, self.channels, grpc_health_watch(metadata), **options
+        )
         self.set.start()  # the resolver runs at the test's next await
 
     def replica(self, address: str) -> replicas_module.Replica:
@@ -271,6 +275,37 @@ async def test_health_calls_carry_the_backends_metadata() -> None:
     await harness.serving(A)
     assert harness.channels.opened[A].watch_metadata == [(("authorization", "Bearer k"),)]
     await harness.set.close()
+
+
+async def test_a_kind_brings_its_own_health_source() -> None:
+    """TorchServe has no grpc.health.v1: its replicas' health comes from a source of its own,
+    which the set follows like Watch: its states, its errors, and its end."""
+    updates: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def polled(replica: replicas_module.Replica) -> AsyncIterator[tuple[bool, str]]:
+        while (item := await updates.get()) is not END:
+            if isinstance(item, grpc.StatusCode):
+                raise grpc.aio.AioRpcError(item, grpc.aio.Metadata(), grpc.aio.Metadata())
+            yield item
+
+    channels = Channels()
+    replica_set = ReplicaSet("torchserve", [A], channels, polled)
+    replica_set.start()
+    await updates.put((False, "models loading"))
+    await until(
+        lambda: replica_set.replicas and replica_set.replicas[0].state == "models loading",
+        "loading",
+    )
+    with pytest.raises(Unavailable, match="models loading"):
+        replica_set.pick()
+    await updates.put((True, "serving"))
+    await until(lambda: replica_set.replicas[0].serving, "serving")
+    assert replica_set.pick().address == A
+    await updates.put(grpc.StatusCode.UNAVAILABLE)
+    await until(lambda: not replica_set.replicas[0].serving, "out after an error")
+    assert replica_set.replicas[0].state == "unreachable (UNAVAILABLE)"
+    assert channels.opened[A].watch_metadata == [], "no grpc.health.v1 call was made"
+    await replica_set.close()
 
 
 async def test_close_closes_every_channel() -> None:

@@ -18,11 +18,12 @@ from gateway import metrics
 from gateway.backends.base import (
     Backend,
     BackendOptions,
+    Metadata,
     NoModelOptions,
     parse_backend_table,
     parse_model_table,
 )
-from gateway.backends.servemesh.replicas import Replica, ReplicaSet
+from gateway.backends.servemesh.replicas import Replica, ReplicaSet, grpc_health_watch
 from gateway.backends.servemesh.retry_budget import RetryBudget
 from gateway.config import POSITIVE, BackendConfig, ConfigError, ModelConfig
 from runtime.server import MAX_MESSAGE_BYTES
@@ -66,8 +67,8 @@ class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
             config.name,
             config.targets,
             self._channel,
+            grpc_health_watch(self._metadata),
             resolve_interval_s=self.options.resolve_interval_s,
-            metadata=self._metadata,
         )
         self._max_attempts = self.options.max_attempts
         self._budget = RetryBudget()
@@ -89,14 +90,17 @@ class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
             stub = self._stubs[replica] = pb_grpc.PredictionServiceStub(replica.channel)
         return stub
 
-    async def _unary(self, method: str, request: Message, timeout: float | None) -> Any:
+    async def _unary(
+        self, method: str, request: Message, timeout: float | None, metadata: Metadata = ()
+    ) -> Any:
         """Calls unary `method` on the least busy replica, then on others while retrying is
-        safe and allowed."""
+        safe and allowed; every try carries `metadata` after the backend's key."""
         attempts = _Attempts(self, timeout)
+        metadata = self._metadata + metadata
         while True:
             replica = attempts.next_replica()
             call = getattr(self._stub(replica), method)(
-                request, timeout=attempts.remaining(), metadata=self._metadata
+                request, timeout=attempts.remaining(), metadata=metadata
             )
             with self._replicas.in_flight(replica):
                 try:
@@ -108,20 +112,21 @@ class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
                     call.cancel()  # a no-op once done; stops the backend when our caller left
 
     async def predict(
-        self, request: pb.PredictRequest, timeout: float | None
+        self, request: pb.PredictRequest, timeout: float | None, metadata: Metadata = ()
     ) -> pb.PredictResponse:
-        return await self._unary("Predict", request, timeout)
+        return await self._unary("Predict", request, timeout, metadata)
 
     async def predict_stream(
-        self, request: pb.PredictStreamRequest, timeout: float | None
+        self, request: pb.PredictStreamRequest, timeout: float | None, metadata: Metadata = ()
     ) -> AsyncIterator[pb.PredictStreamResponse]:
         attempts = _Attempts(self, timeout)
+        metadata = self._metadata + metadata
         while True:
             replica = attempts.next_replica()
             relayed = 0
             with self._replicas.in_flight(replica):
                 call = self._stub(replica).PredictStream(
-                    request, timeout=attempts.remaining(), metadata=self._metadata
+                    request, timeout=attempts.remaining(), metadata=metadata
                 )
                 try:
                     async for response in call:

@@ -1,6 +1,7 @@
 """The replicas of one backend: where they are (a list, or every address a DNS name resolves
-to), which of them serve (grpc.health.v1 Watch on each), and which takes the next call (the
-one with the fewest calls outstanding).
+to), which of them serve (a health source per replica: grpc.health.v1 Watch unless the backend
+kind brings its own), and which takes the next call (the one with the fewest calls
+outstanding).
 
 Balancing per call over a channel per replica, rather than gRPC's own round-robin on one
 channel, is what spreads long-lived streams: a connection that stays open is not a request.
@@ -14,6 +15,7 @@ import logging
 import random
 import socket
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -28,10 +30,19 @@ REMOVED_GRACE_S = 60.0
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
-class Replica:
-    """One address of a backend, its channel, and what the gateway knows of it."""
+class Connection(Protocol):
+    """What a replica is reached through: a grpc.aio.Channel, or a kind's set of them."""
 
-    def __init__(self, address: str, channel: grpc.aio.Channel) -> None:
+    async def close(self, grace: float | None = None) -> None: ...
+
+
+ConnectionT = TypeVar("ConnectionT", bound=Connection)
+
+
+class Replica(Generic[ConnectionT]):
+    """One address of a backend, its connection, and what the gateway knows of it."""
+
+    def __init__(self, address: str, channel: ConnectionT) -> None:
         self.address = address
         self.channel = channel
         self.outstanding = 0  # calls running on it now
@@ -40,29 +51,50 @@ class Replica:
         self.watcher: asyncio.Task[None] | None = None
 
 
-class ReplicaSet:
-    """Replicas of the backend `backend`; call `pick` on the event loop."""
+# A replica's health: yields (serving, state in words) whenever it may have changed; an
+# AioRpcError or the end of the iterator takes the replica out until the next try.
+HealthSource = Callable[[Replica[ConnectionT]], AsyncIterator[tuple[bool, str]]]
+
+
+def grpc_health_watch(
+    metadata: tuple[tuple[str, str], ...] = (),
+) -> HealthSource[grpc.aio.Channel]:
+    """The health source of servers with grpc.health.v1: Watch on the server's own name.
+    `metadata` goes on the health calls too: a replica may want its key."""
+
+    async def watch(replica: Replica[grpc.aio.Channel]) -> AsyncIterator[tuple[bool, str]]:
+        health = health_pb2_grpc.HealthStub(replica.channel)
+        async for response in health.Watch(health_pb2.HealthCheckRequest(), metadata=metadata):
+            serving = response.status == _SERVING
+            yield serving, "serving" if serving else "NOT_SERVING"
+
+    return watch
+
+
+class ReplicaSet(Generic[ConnectionT]):
+    """Replicas of the backend `backend`; call `pick` on the event loop. `connect` opens
+    the connection to one address; `health` follows one replica's health."""
 
     def __init__(
         self,
         backend: str,
         targets: Sequence[str],
-        open_channel: Callable[[str], grpc.aio.Channel],
+        connect: Callable[[str], ConnectionT],
+        health: HealthSource[ConnectionT],
         resolve_interval_s: float = 10.0,
-        metadata: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self._backend = backend
-        self._metadata = metadata  # sent on health calls too: a replica may want its key
+        self._health = health
         self._targets = list(targets)
-        self._open_channel = open_channel
+        self._open_channel = connect
         self._resolve_interval_s = resolve_interval_s
-        self._replicas: dict[str, Replica] = {}
+        self._replicas: dict[str, Replica[ConnectionT]] = {}
         self._changed = asyncio.Condition()
         self._resolver: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
     @property
-    def replicas(self) -> list[Replica]:
+    def replicas(self) -> list[Replica[ConnectionT]]:
         return list(self._replicas.values())
 
     def start(self) -> None:
@@ -77,11 +109,17 @@ class ReplicaSet:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(r.channel.close() for r in self.replicas))
 
-    def pick(self, avoid: Collection[Replica] = ()) -> Replica:
+    def pick(
+        self,
+        avoid: Collection[Replica[ConnectionT]] = (),
+        eligible: Callable[[Replica[ConnectionT]], bool] | None = None,
+    ) -> Replica[ConnectionT]:
         """The serving replica with the fewest outstanding calls (ties at random), preferring
-        those not in `avoid` (the ones a retried call already failed on)."""
+        those not in `avoid` (the ones a retried call already failed on). `eligible`, where
+        given, says which replicas may take the call instead of their overall health."""
         self.start()
-        serving = [r for r in self._replicas.values() if r.serving]
+        usable = eligible or (lambda r: r.serving)
+        serving = [r for r in self._replicas.values() if usable(r)]
         candidates = [r for r in serving if r not in avoid] or serving
         if not candidates:
             states = "; ".join(f"{r.address}: {r.state}" for r in self._replicas.values())
@@ -95,7 +133,7 @@ class ReplicaSet:
         return random.choice([r for r in candidates if r.outstanding == fewest])
 
     @contextlib.contextmanager
-    def in_flight(self, replica: Replica) -> Iterator[None]:
+    def in_flight(self, replica: Replica[ConnectionT]) -> Iterator[None]:
         """Counts a call as outstanding on `replica` while it runs."""
         gauge = metrics.REPLICA_OUTSTANDING.labels(self._backend, replica.address)
         replica.outstanding += 1
@@ -178,25 +216,21 @@ class ReplicaSet:
             closing.add_done_callback(self._closing.discard)
         await self._notify()
 
-    async def _watch(self, replica: Replica) -> None:
+    async def _watch(self, replica: Replica[ConnectionT]) -> None:
         """Follows the replica's health; takes it out while it is down or unreachable."""
-        health = health_pb2_grpc.HealthStub(replica.channel)
         delay = RECONNECT_MIN_S
         while True:
             try:
-                async for response in health.Watch(
-                    health_pb2.HealthCheckRequest(), metadata=self._metadata
-                ):
+                async for serving, state in self._health(replica):
                     delay = RECONNECT_MIN_S
-                    serving = response.status == _SERVING
-                    await self._mark(replica, serving, "serving" if serving else "NOT_SERVING")
+                    await self._mark(replica, serving, state)
                 await self._mark(replica, False, "health stream ended")
             except grpc.aio.AioRpcError as error:
                 await self._mark(replica, False, f"unreachable ({error.code().name})")
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
-    async def _mark(self, replica: Replica, serving: bool, state: str) -> None:
+    async def _mark(self, replica: Replica[ConnectionT], serving: bool, state: str) -> None:
         replica.state = state
         if serving != replica.serving:
             replica.serving = serving

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import grpc
-from google.protobuf import empty_pb2
 
-from gateway.backends.base import Backend
+from gateway.backends.base import Backend, Metadata
+from gateway.backends.servemesh.replicas import Replica, ReplicaSet
 from gateway.backends.torchserve.codec import (
     Request,
     inference_output,
@@ -28,16 +27,15 @@ from gateway.backends.torchserve.options import (
     parse_torchserve_model,
     parse_torchserve_options,
 )
+from gateway.backends.torchserve.replica import TorchServeReplica, torchserve_health
 from gateway.config import BackendConfig, ModelConfig
 from runtime.server import MAX_MESSAGE_BYTES
-from servemesh.errors import NotFound, ServemeshError
+from servemesh.errors import NotFound, Unavailable
 from servemesh.v1 import model_pb2
 from servemesh.v1 import prediction_service_pb2 as pb
-from torchserve_grpc import inference_pb2, inference_pb2_grpc, management_pb2, management_pb2_grpc
+from torchserve_grpc import inference_pb2
 
 log = logging.getLogger(__name__)
-HEALTH_INTERVAL_S = 1.0
-LIST_LIMIT = 1000  # TorchServe's ListModels returns nothing without a limit
 
 
 class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
@@ -45,7 +43,10 @@ class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
     for models configured with `streaming = true` (TorchServe's worker dies when
     StreamPredictions reaches a handler that does not stream), and is answered for other
     models by TorchServe's Predictions, sent as a stream of one message. Every call carries
-    TorchServe's token from its key_file.json."""
+    TorchServe's token from its key_file.json, where there is one.
+
+    Several TorchServes (targets, or a dns:/// name) are replicas: each call goes to the
+    serving one with the fewest calls outstanding, each one's health polled on its own."""
 
     def __init__(
         self,
@@ -54,11 +55,32 @@ class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(config, models, max_message_bytes)
-        self._inference_channel = self._channel(config.target)
-        self._management_channel = self._channel(self.options.management_target)
-        self._inference = inference_pb2_grpc.InferenceAPIsServiceStub(self._inference_channel)
-        self._management = management_pb2_grpc.ManagementAPIsServiceStub(self._management_channel)
         self._keys = KeyFile(self.options.key_file)
+        self._replicas = ReplicaSet(
+            config.name,
+            config.targets,
+            self._connect,
+            torchserve_health(lambda: self.models),
+            resolve_interval_s=self.options.resolve_interval_s,
+        )
+
+    def _connect(self, address: str) -> TorchServeReplica:
+        management = self.options.management_address(address)
+        return TorchServeReplica(self._channel(address), self._channel(management), self._keys)
+
+    @contextlib.contextmanager
+    def _replica(self, model: str) -> Iterator[TorchServeReplica]:
+        """The replica that takes the next call for `model`, counted as busy while the call
+        runs: one with a ready worker for the model, else any whose TorchServe answers (it
+        queues the call until a worker is back), so one model's dead worker does not take the
+        backend's other models out with it."""
+        replica: Replica[TorchServeReplica]
+        try:
+            replica = self._replicas.pick(eligible=lambda r: model in r.channel.ready_models)
+        except Unavailable:
+            replica = self._replicas.pick(eligible=lambda r: r.channel.answers)
+        with self._replicas.in_flight(replica):
+            yield replica.channel
 
     @classmethod
     def parse_options(cls, config: BackendConfig) -> TorchServeOptions:
@@ -74,25 +96,29 @@ class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
             model_name=request.model, input=torchserve_input(request, spec, stream)
         )
 
-    async def _prediction(self, request: Request, timeout: float | None) -> bytes:
+    async def _prediction(
+        self, request: Request, timeout: float | None, metadata: Metadata
+    ) -> bytes:
         """TorchServe's unary answer to `request`, of either kind: both carry the same fields
-        (codec.REQUEST_FIELDS), so neither is converted into the other."""
-        call = self._inference.Predictions(
-            self._request(request, stream=False),
-            timeout=timeout,
-            metadata=self._keys.metadata("inference"),
-        )
-        try:
-            return (await call).prediction
-        except grpc.aio.AioRpcError as error:
-            raise torchserve_error(error, request.model) from None
-        finally:
-            call.cancel()
+        (codec.REQUEST_FIELDS), so neither is converted into the other. TorchServe reads
+        nothing of `metadata` but its key; the rest goes along for whatever is in between."""
+        with self._replica(request.model) as replica:
+            call = replica.inference.Predictions(
+                self._request(request, stream=False),
+                timeout=timeout,
+                metadata=self._keys.metadata("inference") + metadata,
+            )
+            try:
+                return (await call).prediction
+            except grpc.aio.AioRpcError as error:
+                raise torchserve_error(error, request.model) from None
+            finally:
+                call.cancel()
 
     async def predict(
-        self, request: pb.PredictRequest, timeout: float | None
+        self, request: pb.PredictRequest, timeout: float | None, metadata: Metadata = ()
     ) -> pb.PredictResponse:
-        prediction = await self._prediction(request, timeout)
+        prediction = await self._prediction(request, timeout, metadata)
         response = pb.PredictResponse(request_id=request.request_id, model=request.model)
         if self.model_options[request.model].task is Task.TEXT_GENERATION:
             response.text_generation.CopyFrom(text_output(prediction))
@@ -101,11 +127,11 @@ class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
         return response
 
     async def predict_stream(
-        self, request: pb.PredictStreamRequest, timeout: float | None
+        self, request: pb.PredictStreamRequest, timeout: float | None, metadata: Metadata = ()
     ) -> AsyncIterator[pb.PredictStreamResponse]:
         spec = self.model_options[request.model]
         if not spec.streaming:
-            prediction = await self._prediction(request, timeout)
+            prediction = await self._prediction(request, timeout, metadata)
             message = pb.PredictStreamResponse(request_id=request.request_id, model=request.model)
             if spec.task is Task.TEXT_GENERATION:
                 text_as_one_chunk(prediction, message)
@@ -113,44 +139,26 @@ class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
                 message.inference.CopyFrom(inference_output(prediction))
             yield message
             return
-        call = self._inference.StreamPredictions(
-            self._request(request, stream=True),
-            timeout=timeout,
-            metadata=self._keys.metadata("inference"),
-        )
-        try:
-            async for piece in call:
-                message = pb.PredictStreamResponse(
-                    request_id=request.request_id, model=request.model
-                )
-                if spec.task is Task.TEXT_GENERATION:
-                    text_chunk(piece.prediction, message)
-                else:
-                    message.inference.CopyFrom(inference_output(piece.prediction))
-                yield message
-        except grpc.aio.AioRpcError as error:
-            raise torchserve_error(error, request.model) from None
-        finally:
-            call.cancel()
-
-    async def _management_call(self, method: str, request: object, timeout: float | None) -> str:
-        call = getattr(self._management, method)
-        response = await call(request, timeout=timeout, metadata=self._keys.metadata("management"))
-        return response.msg
-
-    async def registered_models(self, timeout: float | None) -> list[str]:
-        msg = await self._management_call(
-            "ListModels", management_pb2.ListModelsRequest(limit=LIST_LIMIT), timeout
-        )
-        return [m["modelName"] for m in json.loads(msg).get("models", [])]
-
-    async def _ready_workers(self, model: str, timeout: float | None) -> int:
-        msg = await self._management_call(
-            "DescribeModel", management_pb2.DescribeModelRequest(model_name=model), timeout
-        )
-        return sum(
-            w.get("status") == "READY" for version in json.loads(msg) for w in version["workers"]
-        )
+        with self._replica(request.model) as replica:
+            call = replica.inference.StreamPredictions(
+                self._request(request, stream=True),
+                timeout=timeout,
+                metadata=self._keys.metadata("inference") + metadata,
+            )
+            try:
+                async for piece in call:
+                    message = pb.PredictStreamResponse(
+                        request_id=request.request_id, model=request.model
+                    )
+                    if spec.task is Task.TEXT_GENERATION:
+                        text_chunk(piece.prediction, message)
+                    else:
+                        message.inference.CopyFrom(inference_output(piece.prediction))
+                    yield message
+            except grpc.aio.AioRpcError as error:
+                raise torchserve_error(error, request.model) from None
+            finally:
+                call.cancel()
 
     async def describe(self, model: str, timeout: float | None) -> model_pb2.ModelInfo:
         spec = self.model_options[model]
@@ -160,42 +168,26 @@ class TorchServeBackend(Backend[TorchServeOptions, TorchServeModel]):
             capabilities=spec.capabilities(),
             limits=spec.model_limits(),
         )
-        try:
-            ready = await self._ready_workers(model, timeout)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND or "not found" in (error.details() or ""):
-                registered = await self.registered_models(timeout)
+        with self._replica(model) as replica:
+            try:
+                ready = await replica.ready_workers(model, timeout)
+            except grpc.aio.AioRpcError as error:
+                if error.code() != grpc.StatusCode.NOT_FOUND and "not found" not in (
+                    error.details() or ""
+                ):
+                    raise
+                registered = await replica.registered_models(timeout)
                 raise NotFound(
                     f"model {model!r} is not registered in TorchServe; it has: "
                     f"{', '.join(registered) or 'no models'}",
                     reason="MODEL_NOT_FOUND",
                 ) from None
-            raise
         info.ready = ready > 0
         info.description = f"TorchServe model ({spec.task.value}), {ready} worker(s) ready"
         return info
 
-    async def _healthy(self) -> bool:
-        ping = await self._inference.Ping(
-            empty_pb2.Empty(), timeout=5, metadata=self._keys.metadata("inference")
-        )
-        if json.loads(ping.health).get("status") != "Healthy":
-            return False
-        registered = set(await self.registered_models(5))
-        ready = await asyncio.gather(
-            *(self._ready_workers(m, 5) for m in self.models if m in registered)
-        )
-        return all(ready)
-
-    async def watch_health(self) -> AsyncIterator[bool]:
-        # TorchServe has no health Watch: poll its Ping and its models' workers.
-        while True:
-            try:
-                yield await self._healthy()
-            except (grpc.aio.AioRpcError, ServemeshError, ValueError) as error:
-                log.debug("TorchServe %s is not healthy: %s", self.name, error)
-                yield False
-            await asyncio.sleep(HEALTH_INTERVAL_S)
+    def watch_health(self) -> AsyncIterator[bool]:
+        return self._replicas.serving_changes()
 
     async def close(self) -> None:
-        await asyncio.gather(self._inference_channel.close(), self._management_channel.close())
+        await self._replicas.close()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from gateway.backends.base import BackendOptions, parse_backend_table, parse_model_table
-from gateway.config import NON_EMPTY, POSITIVE, BackendConfig, ConfigError, ModelConfig
+from gateway.config import NON_NEGATIVE, POSITIVE, BackendConfig, ConfigError, ModelConfig
 from runtime.textgen import GenerationLimits
 from servemesh.v1 import model_pb2
 
@@ -19,8 +19,19 @@ DEFAULT_MAX_TOKENS = 256  # a request's, when it names none and the model allows
 class TorchServeOptions(BackendOptions):
     """The options of a `kind = "torchserve"` backend table."""
 
-    management_target: str = field(metadata=NON_EMPTY)  # TorchServe's gRPC management API
+    # TorchServe's gRPC management API: one address beside a single target, or, with
+    # replicas, the port of each replica's own management API at its inference host.
+    management_target: str = ""
+    management_port: int = field(default=0, metadata=NON_NEGATIVE)
     key_file: str = ""  # the tokens TorchServe writes at start-up; "" sends none
+    resolve_interval_s: float = field(default=10.0, metadata=POSITIVE)  # dns:/// re-resolution
+
+    def management_address(self, inference_address: str) -> str:
+        """The management API of the replica at `inference_address`."""
+        if self.management_target:
+            return self.management_target
+        host = inference_address.rpartition(":")[0]
+        return f"{host}:{self.management_port}"
 
 
 class Task(enum.Enum):
@@ -75,13 +86,29 @@ class TorchServeModel:
 
 
 def parse_torchserve_options(config: BackendConfig) -> TorchServeOptions:
-    """A TorchServe backend's options; it has exactly one address."""
-    if len(config.targets) > 1 or config.target.startswith("dns:"):
+    """A TorchServe backend's options. One TorchServe names its management API by address;
+    replicas (several targets, or a dns:/// name) by port, and send no key: each TorchServe
+    writes keys of its own at start-up, which one key file cannot hold."""
+    options = parse_backend_table(TorchServeOptions, config)
+    where = f"backends.{config.name}"
+    if bool(options.management_target) == bool(options.management_port):
         raise ConfigError(
-            f"backends.{config.name}: TorchServe replicas are not supported yet; give one "
-            f'target = "HOST:PORT", not {list(config.targets)}'
+            f'{where} needs either management_target = "HOST:PORT" (one TorchServe) or '
+            "management_port = PORT (replicas: each one's management API on its own host)"
         )
-    return parse_backend_table(TorchServeOptions, config)
+    replicas = len(config.targets) > 1 or config.target.startswith("dns:")
+    if replicas and options.management_target:
+        raise ConfigError(
+            f"{where} has replicas {list(config.targets)}: give management_port = PORT, the "
+            "port of each replica's management API, instead of one management_target"
+        )
+    if replicas and options.key_file:
+        raise ConfigError(
+            f"{where} has replicas, and each TorchServe writes keys of its own: run them with "
+            "token authorization off (launch.py --no-token-auth) on a network only the gateway "
+            "reaches, and drop key_file"
+        )
+    return options
 
 
 def parse_torchserve_model(model: ModelConfig) -> TorchServeModel:

@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2
 
 from servemesh.channel import DEFAULT, ClientBase, Timeout
 from servemesh.errors import from_rpc_error
+from servemesh.metadata import request_id_in
 from servemesh.requests import RequestOptions, build_request
 from servemesh.types import Model, Prediction, StreamChunk, health_name
 from servemesh.v1 import prediction_service_pb2 as pb
@@ -36,7 +37,9 @@ class Client(ClientBase):
     ) -> Prediction:
         """Runs a model once on a user `message`, or on prompt=, messages= or inputs=."""
         request = build_request(pb.PredictRequest, model, message, **options)
-        return Prediction.from_proto(self._unary(self._stub.Predict, request, timeout))
+        response, call = self._unary(self._stub.Predict.with_call, request, timeout)
+        request_id = request_id_in(call.initial_metadata(), call.trailing_metadata())
+        return Prediction.from_proto(response, request_id)
 
     def predict_stream(
         self,
@@ -49,9 +52,12 @@ class Client(ClientBase):
         """Streams a model's output; leaving the loop early cancels the generation."""
         request = build_request(pb.PredictStreamRequest, model, message, **options)
         call = self._stub.PredictStream(request, **self._call_options(timeout))
+        request_id = None
         try:
             for response in call:
-                yield StreamChunk.from_proto(response)
+                if request_id is None:  # it came before the first message
+                    request_id = request_id_in(call.initial_metadata())
+                yield StreamChunk.from_proto(response, request_id)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         finally:

@@ -13,21 +13,31 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from servemesh.metadata import request_id_in
+
 ERROR_DOMAIN = "servemesh"
 
 
 class ServemeshError(Exception):
-    """A failed call: a status code, a message a person can act on, and a machine reason."""
+    """A failed call: a status code, a message a person can act on, and a machine reason;
+    from a client, also the server's `request_id` for the call ("" when it sent none), the
+    id to look for in its logs and traces."""
 
     code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
 
     def __init__(
-        self, message: str, *, reason: str = "", metadata: Mapping[str, str] | None = None
+        self,
+        message: str,
+        *,
+        reason: str = "",
+        metadata: Mapping[str, str] | None = None,
+        request_id: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.code.name
         self.metadata = dict(metadata or {})
+        self.request_id = request_id
 
     def __str__(self) -> str:
         return f"{self.code.name}: {self.message}"
@@ -113,7 +123,8 @@ def error_class(code: grpc.StatusCode) -> type[ServemeshError]:
 
 
 def from_rpc_error(error: grpc.RpcError) -> ServemeshError:
-    """The typed error for a failed call, with the reason and metadata of its ErrorInfo."""
+    """The typed error for a failed call, with the reason and metadata of its ErrorInfo and
+    the request id of its response metadata."""
     code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
     message: str = error.details() or ""  # type: ignore[attr-defined]
     reason, metadata = "", {}
@@ -127,4 +138,14 @@ def from_rpc_error(error: grpc.RpcError) -> ServemeshError:
             detail.Unpack(info)
             reason, metadata = info.reason, dict(info.metadata)
             break
-    return error_class(code)(message, reason=reason, metadata=metadata)
+    request_id = _request_id(error)
+    return error_class(code)(message, reason=reason, metadata=metadata, request_id=request_id)
+
+
+def _request_id(error: grpc.RpcError) -> str:
+    """The request id in a failed call's metadata; "" for an error that is not a call."""
+    try:
+        initial = error.initial_metadata()  # type: ignore[attr-defined]
+        return request_id_in(initial, error.trailing_metadata())  # type: ignore[attr-defined]
+    except AttributeError:
+        return ""

@@ -64,7 +64,8 @@ def _outputs(output: inference_pb2.InferenceOutput) -> dict[str, OutputValue]:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The complete result of `predict`."""
+    """The complete result of `predict`. `request_id` is the id the server logged and traced
+    the call under (its x-request-id metadata), or the response's own where it sent none."""
 
     request_id: str
     model: str
@@ -74,22 +75,26 @@ class Prediction:
     outputs: dict[str, OutputValue] = field(default_factory=dict)
 
     @classmethod
-    def from_proto(cls, response: prediction_service_pb2.PredictResponse) -> Prediction:
+    def from_proto(
+        cls, response: prediction_service_pb2.PredictResponse, request_id: str = ""
+    ) -> Prediction:
+        request_id = request_id or response.request_id
         if response.HasField("text_generation"):
             out = response.text_generation
             return cls(
-                response.request_id,
+                request_id,
                 response.model,
                 text=out.text,
                 finish_reason=enum_label(generation_pb2.FinishReason, out.finish_reason),
                 usage=Usage.from_proto(out.usage),
             )
-        return cls(response.request_id, response.model, outputs=_outputs(response.inference))
+        return cls(request_id, response.model, outputs=_outputs(response.inference))
 
 
 @dataclass(frozen=True)
 class StreamChunk:
-    """One message of `predict_stream`; the last one has a finish reason and usage."""
+    """One message of `predict_stream`; the last one has a finish reason and usage.
+    `request_id` is as in Prediction."""
 
     request_id: str
     model: str
@@ -100,9 +105,11 @@ class StreamChunk:
     outputs: dict[str, OutputValue] = field(default_factory=dict)
 
     @classmethod
-    def from_proto(cls, response: prediction_service_pb2.PredictStreamResponse) -> StreamChunk:
+    def from_proto(
+        cls, response: prediction_service_pb2.PredictStreamResponse, request_id: str = ""
+    ) -> StreamChunk:
         return cls(
-            response.request_id,
+            request_id or response.request_id,
             response.model,
             text=response.text_delta.text,
             token_count=response.text_delta.token_count,
