@@ -65,13 +65,14 @@ class TorchServeReplica:
     async def health(self, models: Collection[str]) -> tuple[bool, str]:
         """Whether this TorchServe serves: Ping says Healthy and every one of `models` that
         it has registered has a ready worker; with the reason in words when it does not.
-        Records what it learnt in `answers` and `ready_models`."""
-        self.answers, self.ready_models = False, frozenset()
+        Records what it learnt in `answers` and `ready_models` once the poll ends: calls
+        picking a replica meanwhile see the last poll's answer, not a half-done one."""
         ping = await self.inference.Ping(
             empty_pb2.Empty(), timeout=5, metadata=self.keys.metadata("inference")
         )
         status = json.loads(ping.health).get("status")
         if status != "Healthy":
+            self.answers, self.ready_models = False, frozenset()
             return False, f"Ping says {status!r}"
         registered = set(await self.registered_models(5))
         wanted = [m for m in models if m in registered]
@@ -102,10 +103,10 @@ def torchserve_health(
             try:
                 yield await replica.channel.health(models())
             except grpc.aio.AioRpcError as error:
-                replica.channel.answers = False
+                replica.channel.answers, replica.channel.ready_models = False, frozenset()
                 yield False, _refusal(error)
             except (ServemeshError, ValueError, KeyError, TypeError) as error:
-                replica.channel.answers = False
+                replica.channel.answers, replica.channel.ready_models = False, frozenset()
                 yield False, f"unhealthy ({error})"
             await asyncio.sleep(interval_s)
 
