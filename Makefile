@@ -136,6 +136,10 @@ bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (se
 	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py --llama-server "$$server"
 	$(PY) benchmarks/classifier_throughput.py
 	$(PY) benchmarks/front_doors.py
+	@# nginx's grpc_pass is the proxy baseline; without it that row is left out, with a note.
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null; } || true
+	$(PY) benchmarks/proxy_overhead.py
 
 labs: venv ## run every lab notebook against the running mesh (`make up`); results in $(RUN_DIR)/labs
 	$(PY) labs/run.py --out $(RUN_DIR)/labs --key-file $(RUN_DIR)/torchserve/key_file.json
