@@ -198,9 +198,7 @@ def report(results: dict[int, dict[str, Any]], notes: list[str]) -> dict[str, fl
 async def run(a: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         targets, notes = start_targets(stack, Path(tmp))
-        results = {
-            c: await compare(targets, c, a.requests, a.rounds, a.warm_up) for c in (1, 16)
-        }
+        results = {c: await compare(targets, c, a.requests, a.rounds, a.warm_up) for c in (1, 16)}
     ratios = report(results, notes)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(
