@@ -7,7 +7,11 @@ input) goes to it:
 - direct: no relay;
 - nginx `grpc_pass` (Debian's nginx-light; skipped, with a note, where nginx is absent);
 - a raw-bytes grpc.aio relay (benchmarks/relays/raw_relay.py): the floor of Python gRPC;
-- the servemesh gateway, with everything it does (routing, limits, admission, metrics, ids).
+- the servemesh gateway, with everything it does (routing, limits, admission, metrics, ids),
+  as one process and as two worker processes on one port (--workers 2).
+
+The client spreads its calls over CHANNELS connections to each target, as many clients would:
+a gateway's workers share connections, not calls, between them.
 
 Alternating rounds at concurrency 1 and 16, the round with the median throughput reported,
 ratios against the relay from the same run. Starts and stops every server itself on free
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import shutil
 import subprocess
@@ -43,6 +48,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = "echo"
 TEXT = "x" * 100
 DIRECT, NGINX, RELAY, GATEWAY = "direct", "nginx grpc_pass", "raw grpc.aio relay", "gateway"
+GATEWAY_2 = "gateway, 2 workers"
+CHANNELS = 4
 NGINX_CONF = """\
 worker_processes auto;
 pid {dir}/nginx.pid;
@@ -87,7 +94,9 @@ def process(command: list[str], log: Path, ready: str | None) -> Iterator[None]:
 
 def start_targets(stack: ExitStack, work: Path) -> tuple[dict[str, str], list[str]]:
     """Every target's address, and notes on those left out."""
-    backend, relay, front, nginx, metrics = (f"127.0.0.1:{p}" for p in free_ports(5))
+    backend, relay, front, front_2, nginx, metrics, metrics_2 = (
+        f"127.0.0.1:{p}" for p in free_ports(7)
+    )
     python = sys.executable
     stack.enter_context(
         process(
@@ -122,10 +131,14 @@ def start_targets(stack: ExitStack, work: Path) -> tuple[dict[str, str], list[st
         f'[backends.echo]\nkind = "servemesh"\ntarget = "{backend}"\n'
         f'[models.{MODEL}]\nbackend = "echo"\n'
     )
-    gateway = [python, "-m", "gateway", "--address", front, "--config", str(config)]
-    gateway += ["--http-address", "off", "--metrics-port", metrics.rpartition(":")[2]]
-    stack.enter_context(process(gateway, work / "gateway.log", front))
-    targets[GATEWAY] = front
+    for name, address, port, extra in (
+        (GATEWAY, front, metrics, []),
+        (GATEWAY_2, front_2, metrics_2, ["--workers", "2"]),
+    ):
+        gateway = [python, "-m", "gateway", "--address", address, "--config", str(config)]
+        gateway += ["--http-address", "off", "--metrics-port", port.rpartition(":")[2], *extra]
+        stack.enter_context(process(gateway, work / f"{name}.log", address))
+        targets[name] = address
     return targets, notes
 
 
@@ -135,13 +148,19 @@ async def compare(
     request = pb.PredictRequest(
         model=MODEL, inference=inf.InferenceInput(inputs={"text": inf.InferenceValue(text=TEXT)})
     )
-    channels = {name: grpc.aio.insecure_channel(address) for name, address in targets.items()}
-    stubs = {name: pb_grpc.PredictionServiceStub(ch) for name, ch in channels.items()}
+    # A local subchannel pool per channel: otherwise channels to one address share one
+    # connection.
+    own = [("grpc.use_local_subchannel_pool", 1)]
+    channels = {
+        name: [grpc.aio.insecure_channel(address, options=own) for _ in range(CHANNELS)]
+        for name, address in targets.items()
+    }
 
-    def predict(stub: pb_grpc.PredictionServiceStub) -> Call:
-        return lambda: stub.Predict(request, timeout=10)
+    def predict(chans: list[grpc.aio.Channel]) -> Call:
+        stubs = itertools.cycle([pb_grpc.PredictionServiceStub(ch) for ch in chans])
+        return lambda: next(stubs).Predict(request, timeout=10)
 
-    calls = {name: predict(stub) for name, stub in stubs.items()}
+    calls = {name: predict(chans) for name, chans in channels.items()}
     try:
         for name, call in calls.items():  # connections up, caches warm
             await measure(call, warm_up, concurrency, f"conc {concurrency}, {name}, warm-up")
@@ -150,7 +169,7 @@ async def compare(
             label = f"conc {concurrency}, {name}, round {round_ + 1}/{rounds}:"
             runs[name].append(await measure(calls[name], requests, concurrency, label))
     finally:
-        await asyncio.gather(*(ch.close() for ch in channels.values()))
+        await asyncio.gather(*(ch.close() for chans in channels.values() for ch in chans))
     return {name: median_run(r) for name, r in runs.items()}
 
 
@@ -173,6 +192,9 @@ def report(results: dict[int, dict[str, Any]], notes: list[str]) -> dict[str, fl
         "gateway_c16_throughput_over_relay": many[GATEWAY]["requests_per_s"]
         / many[RELAY]["requests_per_s"],
     }
+    ratios["two_workers_c16_throughput_over_one"] = (
+        many[GATEWAY_2]["requests_per_s"] / many[GATEWAY]["requests_per_s"]
+    )
     if NGINX in many:
         ratios["gateway_c16_throughput_over_nginx"] = (
             many[GATEWAY]["requests_per_s"] / many[NGINX]["requests_per_s"]
@@ -184,6 +206,10 @@ def report(results: dict[int, dict[str, Any]], notes: list[str]) -> dict[str, fl
     print(
         f"gateway / relay req/s at concurrency 16: "
         f"{ratios['gateway_c16_throughput_over_relay']:.2f}x (target at least 0.95x)"
+    )
+    print(
+        f"gateway, 2 workers / 1 worker req/s at concurrency 16: "
+        f"{ratios['two_workers_c16_throughput_over_one']:.2f}x"
     )
     if "gateway_c16_throughput_over_nginx" in ratios:
         print(

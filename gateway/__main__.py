@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 
+from gateway import workers
 from gateway.backends import make_backend
 from gateway.body_limits import check_body
 from gateway.config import ConfigError, load_config
@@ -81,14 +82,17 @@ def _http_listener(
         return None
     limits = HttpLimits(max_body_bytes, settings.http_max_embedding_inputs)
     api = OpenAIApi(dispatcher, limits, settings.server.api_keys)
-    return HttpListener(api.app, settings.http_address, settings.server)
+    return HttpListener(api.app, settings.http_address, settings.server, workers.is_worker())
 
 
 def main() -> None:
     settings = parse_settings()
     configure_logging(settings.log_level, settings.observability.log_format)
+    if settings.workers > 1 and not workers.is_worker():
+        sys.exit(workers.supervise(settings.workers, settings.metrics_port, sys.argv[1:]))
     configure_tracing("servemesh-gateway", settings.observability.otlp_endpoint)
-    serve_metrics(settings.metrics_port, "gateway")
+    if not workers.is_worker():  # the supervisor serves its workers' metrics
+        serve_metrics(settings.metrics_port, "gateway")
     try:
         asyncio.run(serve(settings))
     except ConfigError as error:

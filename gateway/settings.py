@@ -26,6 +26,7 @@ class GatewaySettings:
     http_address: str | None = None  # the OpenAI-compatible HTTP door; None: off
     http_max_embedding_inputs: int = 256
     observability: Observability = field(default_factory=Observability)
+    workers: int = 1  # processes serving the same ports
 
 
 def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
@@ -42,6 +43,13 @@ def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
         help="Prometheus metrics on http://127.0.0.1:PORT/metrics; 0 turns them off",
     )
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=int(env(e + "WORKERS", "1")),
+        help="gateway processes on the same ports (SO_REUSEPORT), for more than one core; "
+        "the first process serves their metrics together",
+    )
     add_observability_flags(p, e)
     h = p.add_argument_group("OpenAI-compatible HTTP")
     h.add_argument(
@@ -58,6 +66,10 @@ def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
     a = p.parse_args(argv)
     if a.http_max_embedding_inputs < 1:
         p.error("--http-max-embedding-inputs must be positive")
+    if a.workers < 1:
+        p.error("--workers must be positive")
+    if a.workers > 1 and a.address.rpartition(":")[2] in ("", "0"):
+        p.error("--workers above 1 needs a fixed port in --address: workers share it")
     return GatewaySettings(
         server=server_settings(p, a, e),
         config_path=a.config,
@@ -66,4 +78,5 @@ def parse_settings(argv: Sequence[str] | None = None) -> GatewaySettings:
         http_address=None if a.http_address.strip().lower() in ("", "off") else a.http_address,
         http_max_embedding_inputs=a.http_max_embedding_inputs,
         observability=observability(p, a),
+        workers=a.workers,
     )

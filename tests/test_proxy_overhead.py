@@ -25,7 +25,7 @@ def test_proxy_overhead_bench_measures_every_target(tmp_path) -> None:
     report = json.loads(out.read_text())
     for concurrency in ("1", "16"):
         targets = report["results"][concurrency]
-        assert {"direct", "raw grpc.aio relay", "gateway"} <= set(targets)
+        assert {"direct", "raw grpc.aio relay", "gateway", "gateway, 2 workers"} <= set(targets)
         assert all(t["requests_per_s"] > 0 for t in targets.values())
     assert report["ratios"]["gateway_added_p50_over_relay"] > 0
     assert "gateway / relay req/s at concurrency 16" in done.stdout

@@ -36,17 +36,20 @@ def parse_address(address: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-def bind(address: str) -> socket.socket:
+def bind(address: str, shared: bool = False) -> socket.socket:
     """The listening socket, made with protocol IPPROTO_TCP: asyncio turns Nagle's algorithm
     off (TCP_NODELAY) only on connections whose socket says so, and a socket made with
     protocol 0 (socket.create_server's) does not. Without it a kept-alive connection waited
     40 ms per answer (the headers and the body are two writes, the second held until the
-    client's delayed ACK of the first): measured +42 ms on every embedding call."""
+    client's delayed ACK of the first): measured +42 ms on every embedding call. `shared`:
+    the gateway's worker processes listen on one port (SO_REUSEPORT), as their gRPC does."""
     host, port = parse_address(address)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError as error:
@@ -63,8 +66,10 @@ class HttpListener:
     """The OpenAI-compatible HTTP door on `address`, with the gRPC server's TLS files and the
     same grace for requests in flight at shutdown."""
 
-    def __init__(self, app: ASGIApp, address: str, server: ServerSettings) -> None:
-        self.socket = bind(address)
+    def __init__(
+        self, app: ASGIApp, address: str, server: ServerSettings, shared: bool = False
+    ) -> None:
+        self.socket = bind(address, shared)
         self.port = self.socket.getsockname()[1]
         self._address = address
         self._tls = bool(server.tls_cert)
