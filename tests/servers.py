@@ -265,3 +265,9 @@ class Metrics:
 
     def get(self, name: str) -> float:
         return self.read().get(name, 0.0)
+
+    def settled(self) -> dict[str, float]:
+        """A llama predictor's metrics once nothing runs or waits there."""
+        wait_for(lambda: self.get("servemesh_llama_active_sequences") == 0, 10, "no sequences")
+        wait_for(lambda: self.get("servemesh_llama_queued_requests") == 0, 10, "empty queue")
+        return self.read()

@@ -16,15 +16,8 @@ CANCELLED = "servemesh_llama_generations_finished_total{outcome=cancelled}"
 ACTIVE = "servemesh_llama_active_sequences"
 
 
-def _settled(metrics: Metrics) -> dict[str, float]:
-    """Metrics once nothing runs or waits at the predictor."""
-    wait_for(lambda: metrics.get(ACTIVE) == 0, 5, "no active sequences")
-    wait_for(lambda: metrics.get("servemesh_llama_queued_requests") == 0, 5, "empty queue")
-    return metrics.read()
-
-
 async def test_cancelled_stream_stops_generation_within_a_token_or_two(mesh) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     async with AsyncClient(mesh.gateway.address) as client:
         stream = client.predict_stream(MODEL, prompt=COUNTING, max_tokens=1000, temperature=0)
         received = 0
@@ -34,7 +27,7 @@ async def test_cancelled_stream_stops_generation_within_a_token_or_two(mesh) -> 
                 break
         await stream.aclose()
         at_cancel = mesh.metrics.get(TOKENS)
-    after = await asyncio.to_thread(_settled, mesh.metrics)
+    after = await asyncio.to_thread(mesh.metrics.settled)
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
     # Tokens made between the client's cancel and the worker seeing it: the cancel crosses
     # two gRPC hops, so allow for a few 10 ms tokens, far below the 1000 asked for.
@@ -47,7 +40,7 @@ async def test_a_hundred_cancelled_streams_leave_nothing_running(mesh) -> None:
     """Clients that leave mid-generation, some while running and some while still queued
     (50 at once is more than the predictor decodes together), leak no sequence and no queue
     place."""
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     async with AsyncClient(mesh.gateway.address) as client:
 
         async def leave_after(tokens: int) -> None:
@@ -65,14 +58,14 @@ async def test_a_hundred_cancelled_streams_leave_nothing_running(mesh) -> None:
             for task in leaving[25:]:  # the rest go by task cancellation, wherever they are
                 task.cancel()
             await asyncio.gather(*leaving, return_exceptions=True)
-    after = await asyncio.to_thread(_settled, mesh.metrics)
+    after = await asyncio.to_thread(mesh.metrics.settled)
     assert after[CANCELLED] - before.get(CANCELLED, 0) == 100
     assert after["servemesh_llama_kv_used_tokens"] == 0
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["unary", "stream"])
 def test_deadline_gives_deadline_exceeded_and_stops_the_backend(mesh, streaming: bool) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     started = time.monotonic()
     with Client(mesh.gateway.address) as client, pytest.raises(DeadlineExceeded):
         if streaming:
@@ -83,7 +76,7 @@ def test_deadline_gives_deadline_exceeded_and_stops_the_backend(mesh, streaming:
         else:
             client.predict(MODEL, prompt=COUNTING, max_tokens=1000, temperature=0, timeout=0.5)
     assert time.monotonic() - started < 2
-    after = _settled(mesh.metrics)
+    after = mesh.metrics.settled()
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
     generated = after[TOKENS] - before[TOKENS]
     assert generated < 100, f"{generated} tokens in 0.5 s: the generation outlived its deadline"
@@ -119,7 +112,7 @@ async def test_full_queue_gives_resource_exhausted_and_frees_its_place(tmp_path)
             running.cancel()
             waiting.cancel()
             await asyncio.gather(running, waiting, return_exceptions=True)
-            await asyncio.to_thread(_settled, metrics)
+            await asyncio.to_thread(metrics.settled)
             assert (await client.predict(MODEL, prompt="hi", max_tokens=2)).usage.completion_tokens
     finally:
         predictor.stop()

@@ -24,7 +24,7 @@ from gateway.kserve.tensors import join_bytes, split_bytes
 from kserve_v2 import grpc_predict_v2_pb2 as pb
 from kserve_v2 import grpc_predict_v2_pb2_grpc as pb_grpc
 from servemesh.errors import from_rpc_error
-from tests.servers import BIN, MODEL, ROOT, Metrics, gateway, health_status, mesh_config, wait_for
+from tests.servers import BIN, MODEL, ROOT, gateway, health_status, mesh_config
 
 CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
 SCRIPT = ROOT / "tests" / "kserve_client" / "check_tritonclient.py"
@@ -338,11 +338,6 @@ def test_calls_are_counted_with_the_kserve_protocol(mesh, stub) -> None:
 # --- deadlines and cancellation reach the backend ---
 
 
-def _settled(metrics: Metrics) -> dict[str, float]:
-    wait_for(lambda: metrics.get("servemesh_llama_active_sequences") == 0, 10, "no sequences")
-    return metrics.read()
-
-
 def counting(elements: int) -> pb.ModelInferRequest:
     request = raw(MODEL, "text_input", join_bytes([COUNTING.encode()] * elements), [elements])
     request.parameters["max_tokens"].int64_param = 1000
@@ -351,18 +346,18 @@ def counting(elements: int) -> pb.ModelInferRequest:
 
 
 def test_a_deadline_ends_every_element_at_the_backend(mesh, stub) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as caught:
         stub.ModelInfer(counting(2), timeout=0.5)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.monotonic() - started < 2
-    after = _settled(mesh.metrics)
+    after = mesh.metrics.settled()
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 2
 
 
 def test_tritonclients_timeout_parameter_shortens_the_deadline(mesh, stub) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     request = counting(1)
     request.parameters["timeout"].int64_param = 500_000  # microseconds
     started = time.monotonic()
@@ -370,19 +365,19 @@ def test_tritonclients_timeout_parameter_shortens_the_deadline(mesh, stub) -> No
         stub.ModelInfer(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED, caught.value
     assert time.monotonic() - started < 3
-    after = _settled(mesh.metrics)
+    after = mesh.metrics.settled()
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
 
 
 async def test_a_client_that_goes_away_cancels_every_element(mesh) -> None:
-    before = await asyncio.to_thread(_settled, mesh.metrics)
+    before = await asyncio.to_thread(mesh.metrics.settled)
     async with grpc.aio.insecure_channel(mesh.gateway.address) as channel:
         call = pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(counting(3), timeout=60)
         await asyncio.sleep(0.7)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-    after = await asyncio.to_thread(_settled, mesh.metrics)
+    after = await asyncio.to_thread(mesh.metrics.settled)
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 3
 
 

@@ -21,7 +21,7 @@ import pytest
 
 from servemesh import Client
 from tests.servers import MODEL, wait_for
-from tests.test_cancellation import CANCELLED, COUNTING, TOKENS, _settled
+from tests.test_cancellation import CANCELLED, COUNTING, TOKENS
 
 EMBEDDER = "all-minilm-l6-v2"
 QUESTION = [{"role": "user", "content": "Name three rivers in Europe."}]
@@ -202,7 +202,7 @@ def test_curl_streams_server_sent_events(base_url: str) -> None:
 
 
 def test_a_client_that_disconnects_mid_stream_stops_the_generation(mesh, base_url: str) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     body = {
         "model": MODEL,
         "prompt": COUNTING,
@@ -220,17 +220,17 @@ def test_a_client_that_disconnects_mid_stream_stops_the_generation(mesh, base_ur
             events += line.startswith("data: ")
             if events >= 5:
                 break
-    after = _settled(mesh.metrics)
+    after = mesh.metrics.settled()
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
     assert after[TOKENS] - before[TOKENS] < 100, "the generation ran on after the disconnect"
 
 
 def test_a_unary_client_that_goes_away_stops_the_generation(mesh, base_url: str) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     body = {"model": MODEL, "prompt": COUNTING, "max_tokens": 1000, "temperature": 0}
     with httpx2.Client(base_url=base_url, timeout=0.8) as http, pytest.raises(httpx2.ReadTimeout):
         http.post("/completions", json=body)
-    after = _settled(mesh.metrics)
+    after = mesh.metrics.settled()
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
     assert after[TOKENS] - before[TOKENS] < 150
 
@@ -239,7 +239,7 @@ def test_a_unary_client_that_goes_away_stops_the_generation(mesh, base_url: str)
 def test_a_deadline_header_gives_504_and_stops_the_backend(
     mesh, base_url: str, streamed: bool
 ) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     body = {"model": MODEL, "prompt": COUNTING, "max_tokens": 1000, "temperature": 0}
     started = time.monotonic()
     with httpx2.Client(base_url=base_url, timeout=30) as http:
@@ -255,12 +255,12 @@ def test_a_deadline_header_gives_504_and_stops_the_backend(
     else:
         assert response.status_code == 504
         assert response.json()["error"]["code"] == "deadline_exceeded"
-    after = _settled(mesh.metrics)
+    after = mesh.metrics.settled()
     assert after[CANCELLED] == before.get(CANCELLED, 0) + 1
 
 
 def test_the_openai_package_timeout_is_the_deadline(mesh, oai: openai.OpenAI) -> None:
-    before = _settled(mesh.metrics)
+    before = mesh.metrics.settled()
     # Whichever gives up first: the client (its timeout) or the gateway (504, the same deadline).
     with pytest.raises((openai.APITimeoutError, openai.InternalServerError)):
         oai.completions.create(
