@@ -85,4 +85,6 @@ def _wait(children: list[subprocess.Popen[bytes]], metrics_dir: str) -> int:
                 status = code or 1
                 stop(signal.SIGTERM, None)
         time.sleep(0.2)
-    return status if not stopping else max((c.returncode or 0) for c in children)
+    # A worker that ended by itself decides the status, even when the others then drained
+    # cleanly; otherwise the workers' own (a signal's negative code counts as a failure).
+    return status or max(abs(c.returncode or 0) for c in children)
