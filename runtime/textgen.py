@@ -63,6 +63,8 @@ class GenerationSpec:
     stop: tuple[str, ...]
     # JSON the output must be, or None for free text; the server that generates enforces it.
     response_format: JsonFormat | None = None
+    # Most prompt-lookup draft tokens per step; None takes the server's default.
+    draft_tokens: int | None = None
 
 
 def _messages(chat: generation_pb2.ChatConversation) -> list[dict[str, str]]:
@@ -136,7 +138,10 @@ def parse_generation(
     )
     max_tokens = p.max_tokens if p.HasField("max_tokens") else None
     response_format = parse_response_format(p.response_format, limits.max_schema_bytes)
-    return GenerationSpec(prompt, messages, max_tokens, sampling, tuple(p.stop), response_format)
+    draft_tokens = p.draft_tokens if p.HasField("draft_tokens") else None
+    return GenerationSpec(
+        prompt, messages, max_tokens, sampling, tuple(p.stop), response_format, draft_tokens
+    )
 
 
 def fit_max_tokens(prompt_tokens: int, spec: GenerationSpec, limits: GenerationLimits) -> int:

@@ -241,36 +241,55 @@ class LlamaEngine:
                 return
             generated = 0
             for seq, index in samples:
-                try:
-                    token = seq.sampler.sample(model.ctx, index)
-                except GrammarDeadEnd:  # this request alone fails
-                    log.exception("grammar dead end", extra=seq.job.trace.log_ids)
-                    outbox.put(
-                        seq.job,
-                        Internal(
-                            "the response format's grammar allows no next token",
-                            reason="GRAMMAR_DEAD_END",
-                        ),
-                    )
-                    scheduler.release(seq, ERROR)
-                    continue
-                if seq.completion == 0:  # its first sampled token, whatever it is
-                    self._first_token(seq)
-                is_eog = token in model.eog
-                if not is_eog:
-                    generated += 1
-                delta = seq.accept(token, model.piece(token), is_eog)
-                if delta is not None:
-                    outbox.put(seq.job, delta)
-                if seq.finish_reason is not None:
-                    seq.job.trace.finished = time.time_ns()
-                    reason = seq.finish_reason
-                    outbox.put(seq.job, Finished(reason, len(seq.prompt), seq.completion))
-                    scheduler.release(seq, reason.value)
+                generated += self._advance(seq, index, scheduler, outbox)
             if generated:  # one counter update per batch, not per token
                 metrics.GENERATED_TOKENS.inc(generated)
             # A prompt's first token goes out now, not after the step's other prompt chunks.
             outbox.send()
+
+    def _advance(
+        self, seq: Sequence[_Job], index: int, scheduler: Scheduler[_Job], outbox: _Outbox
+    ) -> int:
+        """Samples `seq`'s next token from the logits at `index`; while it equals the draft
+        token decoded after it, samples the next one from that draft's logits too (each
+        accepted token then saw exactly the context it would have seen decoded alone). Returns
+        the number of tokens generated."""
+        assert self._model is not None
+        model, drafts = self._model, seq.drafts
+        generated = kept = 0
+        for offset in range(len(drafts) + 1):
+            try:
+                token = seq.sampler.sample(model.ctx, index + offset)
+            except GrammarDeadEnd:  # this request alone fails
+                log.exception("grammar dead end", extra=seq.job.trace.log_ids)
+                outbox.put(
+                    seq.job,
+                    Internal(
+                        "the response format's grammar allows no next token",
+                        reason="GRAMMAR_DEAD_END",
+                    ),
+                )
+                scheduler.release(seq, ERROR)
+                return generated
+            if seq.completion == 0:  # its first sampled token, whatever it is
+                self._first_token(seq)
+            is_eog = token in model.eog
+            if not is_eog:
+                generated += 1
+            delta = seq.accept(token, model.piece(token), is_eog)
+            if delta is not None:
+                outbox.put(seq.job, delta)
+            if seq.finish_reason is not None or offset == len(drafts) or token != drafts[offset]:
+                break
+            kept += 1
+        if drafts:
+            scheduler.verified(seq, kept)
+        if seq.finish_reason is not None:
+            seq.job.trace.finished = time.time_ns()
+            reason = seq.finish_reason
+            outbox.put(seq.job, Finished(reason, len(seq.prompt), seq.completion))
+            scheduler.release(seq, reason.value)
+        return generated
 
     @staticmethod
     def _first_token(seq: Sequence[_Job]) -> None:
@@ -310,13 +329,14 @@ class LlamaEngine:
 
     @staticmethod
     def _load(batch: _internals.LlamaBatch, group: Group[_Job]) -> list[tuple[Sequence[_Job], int]]:
-        """Writes a group into the batch; returns the sequences to sample and their index."""
+        """Writes a group into the batch; returns the sequences to sample and the index of
+        each one's first logits (its drafts' logits follow)."""
         b = batch.batch
-        samples = []
+        samples: dict[Sequence[_Job], int] = {}
         for n, (seq, token, pos, logits) in enumerate(group):
             b.token[n], b.pos[n], b.n_seq_id[n] = token, pos, 1
             b.seq_id[n][0], b.logits[n] = seq.seq_id, logits
             if logits:
-                samples.append((seq, n))
+                samples.setdefault(seq, n)
         b.n_tokens = len(group)
-        return samples
+        return list(samples.items())

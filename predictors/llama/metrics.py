@@ -14,6 +14,14 @@ KV_USED_TOKENS = Gauge(
 GENERATED_TOKENS = Counter(
     "servemesh_llama_generated_tokens", "Tokens generated, over all requests."
 )
+DRAFT_TOKENS = Counter(
+    "servemesh_llama_draft_tokens",
+    "Prompt-lookup draft tokens verified by speculative decoding.",
+)
+ACCEPTED_DRAFT_TOKENS = Counter(
+    "servemesh_llama_accepted_draft_tokens",
+    "Draft tokens the model agreed with: each one a token produced without a decode of its own.",
+)
 PROMPT_TOKENS = Counter("servemesh_llama_prompt_tokens", "Prompt tokens processed.")
 CACHED_PROMPT_TOKENS = Counter(
     "servemesh_llama_cached_prompt_tokens",

@@ -95,7 +95,9 @@ class Scheduler(Generic[J]):
                 failed.append((job, error))
                 continue
             seq_id = heapq.heappop(self._free_ids)
-            seq = Sequence(job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop)
+            seq = Sequence(
+                job, seq_id, gen.prompt_tokens, gen.max_tokens, sampler, gen.stop, gen.draft_tokens
+            )
             seq.n_past = seq.reused = shared_prefix(self._cached.pop(seq_id, []), gen.prompt_tokens)
             self._forget(seq_id, seq.n_past)
             self.running[seq_id] = seq
@@ -106,7 +108,9 @@ class Scheduler(Generic[J]):
 
     def schedule(self) -> list[Group[J]]:
         """This step's llama.cpp batches: one with the next token of every decoding sequence,
-        then prompt chunks, one batch per sequence, up to prefill_chunk tokens in all.
+        each followed by its draft tokens when it speculates (up to prefill_chunk drafts in
+        all: the batch's room beyond one token per sequence), then prompt chunks, one batch
+        per sequence, up to prefill_chunk tokens in all.
         Keeping each llama.cpp batch to one kind keeps it one micro-batch: with a KV stream
         per sequence, llama.cpp splits a mixed batch into many small ones.
 
@@ -114,11 +118,16 @@ class Scheduler(Generic[J]):
         token's position; the engine decodes the groups in order and samples where logits are
         wanted. Each sequence appears in at most one group of a step."""
         decoding: Group[J] = []
+        draft_budget = self.prefill_chunk
         for seq in self.running.values():
             token = seq.next_token
             if token is not None:
-                decoding.append((seq, token, seq.n_past, True))
-                seq.n_past += 1
+                start = seq.n_past
+                decoding.append((seq, token, start, True))
+                seq.drafts = seq.propose(draft_budget)
+                draft_budget -= len(seq.drafts)
+                decoding.extend((seq, t, p, True) for p, t in enumerate(seq.drafts, start + 1))
+                seq.n_past = start + 1 + len(seq.drafts)
                 seq.next_token = None
         groups = [decoding] if decoding else []
         budget = self.prefill_chunk
@@ -133,6 +142,17 @@ class Scheduler(Generic[J]):
                 groups.append([(seq, t, p, p == last) for p, t in enumerate(chunk, start)])
                 seq.n_past = start + len(chunk)
         return groups
+
+    def verified(self, seq: Sequence[J], kept: int) -> None:
+        """The step decoded `seq`'s drafts and the model agreed with the first `kept`: the KV
+        cells of the rest are freed, so the sequence goes on from its last agreed token."""
+        rejected = len(seq.drafts) - kept
+        if rejected:
+            seq.n_past -= rejected
+            self._forget(seq.seq_id, seq.n_past)
+        metrics.DRAFT_TOKENS.inc(len(seq.drafts))
+        metrics.ACCEPTED_DRAFT_TOKENS.inc(kept)
+        seq.drafts = []
 
     def release(self, seq: Sequence[J], outcome: str) -> None:
         """Ends a sequence and frees its slot. Its KV cells stay for the slot's next request

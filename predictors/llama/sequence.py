@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
+from predictors.llama.prompt_lookup import PromptLookup
 from runtime.stop_sequences import StopMatcher
 from runtime.textgen import Sampling
 
@@ -23,13 +24,15 @@ class FinishReason(enum.Enum):
 @dataclass(frozen=True)
 class Generation:
     """One generation to run: the prompt as tokens, and how to continue it; `grammar` (GBNF)
-    restricts the output to what it allows."""
+    restricts the output to what it allows; `draft_tokens` is the most prompt-lookup draft
+    tokens a step may verify for it (0: no speculative decoding)."""
 
     prompt_tokens: list[int]
     max_tokens: int
     sampling: Sampling
     stop: tuple[str, ...] = ()
     grammar: str | None = None
+    draft_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,9 +89,13 @@ class Sequence(Generic[J]):
         max_tokens: int,
         sampler: Sampler,
         stops: tuple[str, ...],
+        draft_tokens: int = 0,
     ) -> None:
         self.job, self.seq_id, self.prompt = job, seq_id, prompt
         self.max_tokens, self.sampler = max_tokens, sampler
+        self.draft_tokens = draft_tokens
+        self._lookup = PromptLookup(prompt) if draft_tokens > 0 else None
+        self.drafts: list[int] = []  # guessed tokens decoded after next_token in this step
         self.n_past = 0  # tokens of this sequence in the KV cache (or in this step's plan)
         self.reused = 0  # prompt tokens whose KV cells were kept from the slot's last request
         self.generated: list[int] = []
@@ -108,6 +115,15 @@ class Sequence(Generic[J]):
         """The tokens whose KV cells this sequence has filled, in order."""
         return (self.prompt + self.generated)[: self.n_past]
 
+    def propose(self, budget: int) -> list[int]:
+        """Draft tokens to verify after next_token this step: at most its own limit, the
+        step's `budget`, and one fewer than the tokens it may still generate (the step yields
+        up to one token more than it verifies)."""
+        if self._lookup is None:
+            return []
+        room = self.max_tokens - self.completion - 1
+        return self._lookup.draft(min(self.draft_tokens, budget, room))
+
     def accept(self, token: int, piece: bytes, is_eog: bool) -> Delta | None:
         """Takes a sampled token; returns text to send, if any. Sets finish_reason when done."""
         if is_eog:
@@ -117,6 +133,8 @@ class Sequence(Generic[J]):
         self.unsent += 1
         self.next_token = token
         self.generated.append(token)
+        if self._lookup is not None:
+            self._lookup.append(token)
         text, stopped = self._stops.feed(self._decoder.decode(piece))
         if stopped:
             self.finish_reason = FinishReason.STOP_SEQUENCE

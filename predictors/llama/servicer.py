@@ -145,7 +145,16 @@ class LlamaServicer(pb_grpc.PredictionServiceServicer):
             grammar = await asyncio.to_thread(
                 json_grammar, spec.response_format, self._settings.max_grammar_bytes
             )
-        generation = Generation(tokens, max_tokens, spec.sampling, spec.stop, grammar)
+        s = self._settings
+        draft_tokens = s.default_draft_tokens if spec.draft_tokens is None else spec.draft_tokens
+        generation = Generation(
+            tokens,
+            max_tokens,
+            spec.sampling,
+            spec.stop,
+            grammar,
+            min(draft_tokens, s.draft_tokens_limit),
+        )
         trace.prompt_tokens = len(tokens)
         async for event in self._engine.generate(generation, trace):
             if isinstance(event, Delta):

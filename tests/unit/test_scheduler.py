@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 from prometheus_client import REGISTRY
 
+from predictors.llama.prompt_lookup import PromptLookup
 from predictors.llama.scheduler import CANCELLED, ERROR, Group, Scheduler, shared_prefix
 from predictors.llama.sequence import Generation, Sequence
 from runtime.textgen import Sampling
@@ -342,3 +343,69 @@ def test_shared_prefix_never_covers_the_last_prompt_token() -> None:
     assert shared_prefix([1, 7, 3], [1, 2, 3, 4]) == 1
     assert shared_prefix([], [1, 2]) == 0
     assert shared_prefix([1], [1]) == 0
+
+
+# Speculative decoding
+
+
+def drafting_job(*prompt: int, draft: int, max_tokens: int = 100) -> FakeJob:
+    return FakeJob(Generation(list(prompt), max_tokens, Sampling(temperature=0), (), None, draft))
+
+
+def test_prompt_lookup_drafts_what_followed_the_latest_earlier_occurrence() -> None:
+    lookup = PromptLookup([5, 6, 7, 8, 9, 1, 6, 7, 2, 3])
+    assert lookup.draft(4) == []  # (2, 3) and (3,) never occurred before: no draft
+    lookup.append(6)
+    lookup.append(7)
+    assert lookup.draft(3) == [2, 3, 6], "the latest occurrence of (6, 7) wins"
+    assert lookup.draft(0) == []
+
+
+def test_prompt_lookup_prefers_the_longest_matching_ngram() -> None:
+    # (1, 2) is followed by 9 at its latest occurrence, but (0, 1, 2) by 4.
+    lookup = PromptLookup([0, 1, 2, 4, 4, 1, 2, 9, 0, 1, 2])
+    assert lookup.draft(2) == [4, 4]
+
+
+def test_a_speculating_sequence_decodes_its_drafts_after_its_next_token() -> None:
+    s = scheduler(FakeModel())
+    start(s, drafting_job(1, 2, 3, 1, 2, draft=2), job(1, 2, 3, 1, 2))
+    s.schedule()  # the prompts
+    for seq in s.running.values():
+        seq.accept(3, b"x", False)  # both end 1 2 3 1 2 3; (1, 2, 3) was followed by 1 2
+    assert plan(s.schedule()) == [
+        [(0, 3, 5, True), (0, 1, 6, True), (0, 2, 7, True), (1, 3, 5, True)]
+    ]
+    assert s.running[0].n_past == 8 and s.running[1].n_past == 6
+
+
+def test_rejected_drafts_free_their_cells_and_are_counted() -> None:
+    model = FakeModel()
+    s = scheduler(model)
+    start(s, drafting_job(1, 2, 3, 1, 2, draft=2))
+    s.schedule()
+    seq = s.running[0]
+    seq.accept(3, b"x", False)
+    s.schedule()  # decodes 3 at 5 and the drafts 1, 2 at 6, 7
+    drafted = REGISTRY.get_sample_value("servemesh_llama_draft_tokens_total") or 0.0
+    seq.accept(1, b"x", False)  # the model agreed with the first draft only
+    seq.accept(9, b"x", False)
+    s.verified(seq, kept=1)
+    assert seq.n_past == 7 and seq.drafts == []
+    assert model.forgotten[-1] == (0, 7), "the cells of the rejected draft go"
+    assert seq.cached_tokens() == [1, 2, 3, 1, 2, 3, 1]
+    assert REGISTRY.get_sample_value("servemesh_llama_draft_tokens_total") == drafted + 2
+
+
+def test_drafts_stay_within_max_tokens_and_the_step_budget() -> None:
+    s = scheduler(FakeModel(), prefill_chunk=3)
+    prompt = [1, 2, 3, 4, 5, 6, 1, 2]  # ... 1 2 -> 3 drafts 3, 4, 5, 6, 1, 2
+    start(s, drafting_job(*prompt, draft=8, max_tokens=3), drafting_job(*prompt, draft=8))
+    while any(q.prefilling for q in s.running.values()):
+        s.schedule()
+    for seq in s.running.values():
+        seq.accept(3, b"x", False)
+    s.schedule()
+    # max_tokens 3 with one token generated: at most one draft, so the step never yields a
+    # fourth token; the second sequence gets what is left of the step's 3 draft tokens.
+    assert [q.drafts for q in s.running.values()] == [[4], [4, 5]]

@@ -37,6 +37,7 @@ def _prediction_args(args: argparse.Namespace) -> dict[str, Any]:
         "stop": args.stop,
         "seed": args.seed,
         "repeat_penalty": args.repeat_penalty,
+        "draft_tokens": args.draft_tokens,
     }
     kwargs = {name: value for name, value in kwargs.items() if value is not None}
     if args.json_schema is not None:
@@ -127,6 +128,11 @@ def _add_prediction_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop", action="append", help="a stop sequence; repeat for more")
     p.add_argument("--seed", type=int)
     p.add_argument("--repeat-penalty", type=float)
+    p.add_argument(
+        "--draft-tokens",
+        type=int,
+        help="speculative decoding: most tokens per step guessed from the prompt (0: off)",
+    )
     output = p.add_mutually_exclusive_group()
     output.add_argument(
         "--json-schema", metavar="FILE", help="the output must be JSON valid against this schema"

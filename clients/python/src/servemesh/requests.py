@@ -109,6 +109,7 @@ class RequestOptions(TypedDict, total=False):
     seed: int
     repeat_penalty: float
     response_format: ResponseFormat
+    draft_tokens: int
 
 
 def build_request(
@@ -129,13 +130,15 @@ def build_request(
     seed: int | None = None,
     repeat_penalty: float | None = None,
     response_format: ResponseFormat | None = None,
+    draft_tokens: int | None = None,
 ) -> RequestT:
     """A Predict or PredictStream request from exactly one input: `message`, a user's chat
     message (after an optional `system` message; the model's chat template applies, as in the
     CLI), `prompt`, raw text the model continues as it is, `messages`, a whole conversation,
     or `inputs`, named inputs for models that take them. `response_format` makes the output
     JSON, in OpenAI's form or as a ResponseFormat message (see `response_format_message`),
-    on models that can enforce it."""
+    on models that can enforce it. `draft_tokens` asks for speculative decoding by prompt
+    lookup, which speeds up output that repeats its prompt (0 turns it off)."""
     candidates = {"message": message, "prompt": prompt, "messages": messages, "inputs": inputs}
     given = [name for name, value in candidates.items() if value is not None]
     if len(given) != 1:
@@ -156,6 +159,7 @@ def build_request(
             "seed": seed,
             "repeat_penalty": repeat_penalty,
             "response_format": response_format,
+            "draft_tokens": draft_tokens,
         }
         if given := [name for name, value in generation.items() if value is not None]:
             raise InvalidArgument(
@@ -173,6 +177,7 @@ def build_request(
         stop=list(stop or ()),
         seed=seed,
         repeat_penalty=repeat_penalty,
+        draft_tokens=draft_tokens,
         response_format=(
             None if response_format is None else response_format_message(response_format)
         ),

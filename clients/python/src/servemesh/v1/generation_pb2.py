@@ -24,37 +24,37 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dservemesh/v1/generation.proto\x12\x0cservemesh.v1\"D\n\x0b\x43hatMessage\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.servemesh.v1.ChatRole\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"?\n\x10\x43hatConversation\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.servemesh.v1.ChatMessage\"\xb5\x02\n\x14GenerationParameters\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x04\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x35\n\x0fresponse_format\x18\x08 \x01(\x0b\x32\x1c.servemesh.v1.ResponseFormatB\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seedB\x11\n\x0f_repeat_penalty\"\xc8\x01\n\x0eResponseFormat\x12\x30\n\x04text\x18\x01 \x01(\x0b\x32 .servemesh.v1.ResponseFormatTextH\x00\x12=\n\x0bjson_object\x18\x02 \x01(\x0b\x32&.servemesh.v1.ResponseFormatJsonObjectH\x00\x12=\n\x0bjson_schema\x18\x03 \x01(\x0b\x32&.servemesh.v1.ResponseFormatJsonSchemaH\x00\x42\x06\n\x04kind\"\x14\n\x12ResponseFormatText\"\x1a\n\x18ResponseFormatJsonObject\"M\n\x18ResponseFormatJsonSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06schema\x18\x03 \x01(\t\"\x99\x01\n\x13TextGenerationInput\x12\x10\n\x06prompt\x18\x01 \x01(\tH\x00\x12.\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x1e.servemesh.v1.ChatConversationH\x00\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32\".servemesh.v1.GenerationParametersB\x08\n\x06source\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"{\n\x14TextGenerationOutput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.servemesh.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.servemesh.v1.Usage\".\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btoken_count\x18\x02 \x01(\r*h\n\x08\x43hatRole\x12\x19\n\x15\x43HAT_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HAT_ROLE_SYSTEM\x10\x01\x12\x12\n\x0e\x43HAT_ROLE_USER\x10\x02\x12\x17\n\x13\x43HAT_ROLE_ASSISTANT\x10\x03*\x85\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46INISH_REASON_EOS_TOKEN\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dservemesh/v1/generation.proto\x12\x0cservemesh.v1\"D\n\x0b\x43hatMessage\x12$\n\x04role\x18\x01 \x01(\x0e\x32\x16.servemesh.v1.ChatRole\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"?\n\x10\x43hatConversation\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.servemesh.v1.ChatMessage\"\xe1\x02\n\x14GenerationParameters\x12\x17\n\nmax_tokens\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0btemperature\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x12\n\x05top_k\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x0c\n\x04stop\x18\x05 \x03(\t\x12\x11\n\x04seed\x18\x06 \x01(\x04H\x04\x88\x01\x01\x12\x1b\n\x0erepeat_penalty\x18\x07 \x01(\x02H\x05\x88\x01\x01\x12\x35\n\x0fresponse_format\x18\x08 \x01(\x0b\x32\x1c.servemesh.v1.ResponseFormat\x12\x19\n\x0c\x64raft_tokens\x18\t \x01(\rH\x06\x88\x01\x01\x42\r\n\x0b_max_tokensB\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x07\n\x05_seedB\x11\n\x0f_repeat_penaltyB\x0f\n\r_draft_tokens\"\xc8\x01\n\x0eResponseFormat\x12\x30\n\x04text\x18\x01 \x01(\x0b\x32 .servemesh.v1.ResponseFormatTextH\x00\x12=\n\x0bjson_object\x18\x02 \x01(\x0b\x32&.servemesh.v1.ResponseFormatJsonObjectH\x00\x12=\n\x0bjson_schema\x18\x03 \x01(\x0b\x32&.servemesh.v1.ResponseFormatJsonSchemaH\x00\x42\x06\n\x04kind\"\x14\n\x12ResponseFormatText\"\x1a\n\x18ResponseFormatJsonObject\"M\n\x18ResponseFormatJsonSchema\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06schema\x18\x03 \x01(\t\"\x99\x01\n\x13TextGenerationInput\x12\x10\n\x06prompt\x18\x01 \x01(\tH\x00\x12.\n\x04\x63hat\x18\x02 \x01(\x0b\x32\x1e.servemesh.v1.ChatConversationH\x00\x12\x36\n\nparameters\x18\x03 \x01(\x0b\x32\".servemesh.v1.GenerationParametersB\x08\n\x06source\"9\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\"{\n\x14TextGenerationOutput\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x31\n\rfinish_reason\x18\x02 \x01(\x0e\x32\x1a.servemesh.v1.FinishReason\x12\"\n\x05usage\x18\x03 \x01(\x0b\x32\x13.servemesh.v1.Usage\".\n\tTextDelta\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x13\n\x0btoken_count\x18\x02 \x01(\r*h\n\x08\x43hatRole\x12\x19\n\x15\x43HAT_ROLE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43HAT_ROLE_SYSTEM\x10\x01\x12\x12\n\x0e\x43HAT_ROLE_USER\x10\x02\x12\x17\n\x13\x43HAT_ROLE_ASSISTANT\x10\x03*\x85\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46INISH_REASON_EOS_TOKEN\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x1f\n\x1b\x46INISH_REASON_STOP_SEQUENCE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'servemesh.v1.generation_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CHATROLE']._serialized_start=1214
-  _globals['_CHATROLE']._serialized_end=1318
-  _globals['_FINISHREASON']._serialized_start=1321
-  _globals['_FINISHREASON']._serialized_end=1454
+  _globals['_CHATROLE']._serialized_start=1258
+  _globals['_CHATROLE']._serialized_end=1362
+  _globals['_FINISHREASON']._serialized_start=1365
+  _globals['_FINISHREASON']._serialized_end=1498
   _globals['_CHATMESSAGE']._serialized_start=47
   _globals['_CHATMESSAGE']._serialized_end=115
   _globals['_CHATCONVERSATION']._serialized_start=117
   _globals['_CHATCONVERSATION']._serialized_end=180
   _globals['_GENERATIONPARAMETERS']._serialized_start=183
-  _globals['_GENERATIONPARAMETERS']._serialized_end=492
-  _globals['_RESPONSEFORMAT']._serialized_start=495
-  _globals['_RESPONSEFORMAT']._serialized_end=695
-  _globals['_RESPONSEFORMATTEXT']._serialized_start=697
-  _globals['_RESPONSEFORMATTEXT']._serialized_end=717
-  _globals['_RESPONSEFORMATJSONOBJECT']._serialized_start=719
-  _globals['_RESPONSEFORMATJSONOBJECT']._serialized_end=745
-  _globals['_RESPONSEFORMATJSONSCHEMA']._serialized_start=747
-  _globals['_RESPONSEFORMATJSONSCHEMA']._serialized_end=824
-  _globals['_TEXTGENERATIONINPUT']._serialized_start=827
-  _globals['_TEXTGENERATIONINPUT']._serialized_end=980
-  _globals['_USAGE']._serialized_start=982
-  _globals['_USAGE']._serialized_end=1039
-  _globals['_TEXTGENERATIONOUTPUT']._serialized_start=1041
-  _globals['_TEXTGENERATIONOUTPUT']._serialized_end=1164
-  _globals['_TEXTDELTA']._serialized_start=1166
-  _globals['_TEXTDELTA']._serialized_end=1212
+  _globals['_GENERATIONPARAMETERS']._serialized_end=536
+  _globals['_RESPONSEFORMAT']._serialized_start=539
+  _globals['_RESPONSEFORMAT']._serialized_end=739
+  _globals['_RESPONSEFORMATTEXT']._serialized_start=741
+  _globals['_RESPONSEFORMATTEXT']._serialized_end=761
+  _globals['_RESPONSEFORMATJSONOBJECT']._serialized_start=763
+  _globals['_RESPONSEFORMATJSONOBJECT']._serialized_end=789
+  _globals['_RESPONSEFORMATJSONSCHEMA']._serialized_start=791
+  _globals['_RESPONSEFORMATJSONSCHEMA']._serialized_end=868
+  _globals['_TEXTGENERATIONINPUT']._serialized_start=871
+  _globals['_TEXTGENERATIONINPUT']._serialized_end=1024
+  _globals['_USAGE']._serialized_start=1026
+  _globals['_USAGE']._serialized_end=1083
+  _globals['_TEXTGENERATIONOUTPUT']._serialized_start=1085
+  _globals['_TEXTGENERATIONOUTPUT']._serialized_end=1208
+  _globals['_TEXTDELTA']._serialized_start=1210
+  _globals['_TEXTDELTA']._serialized_end=1256
 # @@protoc_insertion_point(module_scope)
