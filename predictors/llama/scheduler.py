@@ -152,7 +152,7 @@ class Scheduler(Generic[J]):
             self._forget(seq.seq_id, seq.n_past)
         metrics.DRAFT_TOKENS.inc(len(seq.drafts))
         metrics.ACCEPTED_DRAFT_TOKENS.inc(kept)
-        seq.drafts = []
+        seq.verified(kept)
 
     def release(self, seq: Sequence[J], outcome: str) -> None:
         """Ends a sequence and frees its slot. Its KV cells stay for the slot's next request

@@ -96,6 +96,10 @@ class Sequence(Generic[J]):
         self.draft_tokens = draft_tokens
         self._lookup = PromptLookup(prompt) if draft_tokens > 0 else None
         self.drafts: list[int] = []  # guessed tokens decoded after next_token in this step
+        # How many to guess next: every draft token costs a row of the decode, accepted or
+        # not, so after a miss the next draft is one longer than what was accepted, and
+        # after a full hit twice as long, up to draft_tokens.
+        self._draft_length = draft_tokens
         self.n_past = 0  # tokens of this sequence in the KV cache (or in this step's plan)
         self.reused = 0  # prompt tokens whose KV cells were kept from the slot's last request
         self.generated: list[int] = []
@@ -122,7 +126,15 @@ class Sequence(Generic[J]):
         if self._lookup is None:
             return []
         room = self.max_tokens - self.completion - 1
-        return self._lookup.draft(min(self.draft_tokens, budget, room))
+        return self._lookup.draft(min(self._draft_length, budget, room))
+
+    def verified(self, kept: int) -> None:
+        """The model agreed with the first `kept` of this step's drafts."""
+        if kept == len(self.drafts):
+            self._draft_length = min(2 * self._draft_length, self.draft_tokens)
+        else:
+            self._draft_length = kept + 1
+        self.drafts = []
 
     def accept(self, token: int, piece: bytes, is_eog: bool) -> Delta | None:
         """Takes a sampled token; returns text to send, if any. Sets finish_reason when done."""
