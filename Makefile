@@ -133,7 +133,8 @@ test: lint models $(CLIENTS_VENV)/.installed clients/node/node_modules/.installe
 bench: up $(BENCH_VENV)/.installed ## measure the mesh against its baselines (see benchmarks/)
 	@server=$$(benchmarks/build_llama_server.sh $(LLAMA_CPP_VERSION) $(BENCH_VENV)/bin/python) \
 		|| { echo ">> llama-server did not build; the bench goes on without it"; server=""; }; \
-	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py --llama-server "$$server"
+	$(BENCH_VENV)/bin/python benchmarks/llm_serving.py --llama-server "$$server" && \
+	$(BENCH_VENV)/bin/python benchmarks/speculative.py --llama-server "$$server"
 	$(PY) benchmarks/classifier_throughput.py
 	$(PY) benchmarks/front_doors.py
 	@# nginx's grpc_pass is the proxy baseline; without it that row is left out, with a note.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 from servemesh.bench.targets import new_tokens
-from tests.servers import BIN, MODEL
+from tests.servers import BIN, MODEL, ROOT
 
 
 def bench(mesh, out, *args: str) -> subprocess.CompletedProcess[str]:
@@ -98,3 +99,40 @@ def test_openai_stream_counts_tokens_not_chunks() -> None:
     # Usage that reports more tokens than chunks came (a server that merged some) wins.
     merged = [LLAMA_SERVER_CHUNKS[0], {**LLAMA_SERVER_CHUNKS[2], "usage": {"completion_tokens": 5}}]
     assert _count(merged) == 5
+
+
+def test_the_speculative_benchmark_measures_both_workloads_with_and_without_drafts(
+    mesh, tmp_path
+) -> None:
+    out = tmp_path / "speculative.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "speculative.py"),
+            "--gateway",
+            mesh.gateway.address,
+            "--predictor-metrics",
+            mesh.metrics.url,
+            "--max-tokens",
+            "16",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "edit: prompt lookup / servemesh without drafts x" in result.stdout
+    report = json.loads(out.read_text())
+    rows = {r["system"]: r for r in report["results"]}
+    assert set(rows) == {
+        f"{system} [{workload}]"
+        for system in ("servemesh", "servemesh, prompt lookup")
+        for workload in ("edit", "free")
+    }
+    assert all(r["completed"] == 4 and r["errors"] == {} for r in rows.values())
+    drafted, accepted = report["settings"]["acceptance"]["edit"]
+    assert 0 < accepted <= drafted, "the editing prompts must have drafts accepted"

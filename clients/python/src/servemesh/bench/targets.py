@@ -22,17 +22,30 @@ class Target(Protocol):
 
 
 class ServemeshTarget:
-    """servemesh.v1 PredictStream, greedy, through the SDK; `client_options` are AsyncClient's
+    """servemesh.v1 PredictStream, greedy, through the SDK; `parameters` are more generation
+    parameters for every request (draft_tokens=8); `client_options` are AsyncClient's
     (api_key, tls_ca, tls_cert, tls_key, ...)."""
 
-    def __init__(self, address: str, model: str, name: str = "", **client_options: Any) -> None:
+    def __init__(
+        self,
+        address: str,
+        model: str,
+        name: str = "",
+        parameters: dict[str, Any] | None = None,
+        **client_options: Any,
+    ) -> None:
         self.name = name or f"servemesh {address}"
         self.model = model
+        self.parameters = parameters or {}
         self._client = AsyncClient(address, timeout=None, max_attempts=1, **client_options)
 
     async def stream(self, request: BenchRequest) -> AsyncIterator[int]:
         async for chunk in self._client.predict_stream(
-            self.model, prompt=request.prompt, max_tokens=request.max_tokens, temperature=0
+            self.model,
+            prompt=request.prompt,
+            max_tokens=request.max_tokens,
+            temperature=0,
+            **self.parameters,
         ):
             if chunk.token_count:
                 yield chunk.token_count
