@@ -17,16 +17,14 @@ from gateway.kserve.servicer import KServeServicer
 from gateway.openai_http.app import HttpLimits, OpenAIApi
 from gateway.openai_http.listener import HttpListener
 from gateway.router import Route, Router
-from gateway.servicer import GatewayServicer
+from gateway.servicer import SERVICE_NAME, GatewayServicer, add_to_server
 from gateway.settings import GatewaySettings, parse_settings
 from kserve_v2 import grpc_predict_v2_pb2_grpc
 from runtime.server import GrpcServer
 from runtime.settings import configure_logging, serve_metrics
 from runtime.tracing import configure_tracing
-from servemesh.v1 import prediction_service_pb2, prediction_service_pb2_grpc
 
 log = logging.getLogger("gateway")
-SERVICE_NAME = prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name
 
 
 async def serve(settings: GatewaySettings) -> None:
@@ -49,9 +47,7 @@ async def serve(settings: GatewaySettings) -> None:
         max_request_bytes=config.limits.max_request_bytes,
     )
     dispatcher = Dispatcher(router, config.limits)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        GatewayServicer(dispatcher), server.grpc
-    )
+    add_to_server(GatewayServicer(dispatcher), server.grpc)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         KServeServicer(dispatcher, config.models), server.grpc
     )

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import Counter
 
 from gateway import metrics
 from gateway.config import RequestLimits
 from gateway.limits import check_request
+from gateway.relay import REQUEST_ID, REQUEST_MODEL, RESPONSE_MODEL, Received, string_field
 from gateway.router import Route, Router
 from runtime import logs, tracing
 from runtime.errors import status_name
@@ -39,13 +42,17 @@ class Dispatcher:
         self.router = router
         self.limits = limits
 
+    def _routed(self, request: Request, call: _Call) -> Route:
+        """Routes `request` and checks it against the limits."""
+        route = call.route = self.router.route(request.model)
+        check_request(request, self.limits)
+        return route
+
     def _forwarded(self, request: Request, call: _Call) -> Route:
         """Routes `request`, checks it against the limits, and rewrites it for the backend,
         in place: a request without an id of its own takes the call's."""
-        route = call.route = self.router.route(request.model)
-        check_request(request, self.limits)
-        request.model = route.backend_model
-        request.request_id = request.request_id or call.request_id
+        route = self._routed(request, call)
+        _rewrite(request, route, call)
         return route
 
     async def predict(
@@ -62,6 +69,30 @@ class Dispatcher:
             route = self._forwarded(request, call)
             async with route.backend.admission.slot():  # waiting counts against the deadline
                 response = await route.backend.predict(request, _left(timeout, call), call.metadata)
+        response.model = route.model
+        return response
+
+    async def relay_predict(
+        self, received: Received, timeout: float | None, incoming: Incoming
+    ) -> pb.PredictResponse | bytes:
+        """Predict at the servemesh.v1 door, which has the request's bytes as well as the
+        message: a backend that speaks servemesh.v1 gets those bytes with the gateway's
+        rewrites appended, and its answer's bytes come back the same way (gateway.relay).
+        Any other backend gets the message, as from `predict`."""
+        request = received.message
+        with _observed("servemesh", "Predict", incoming) as call:
+            route = self._routed(request, call)
+            backend = route.backend
+            if backend.relays_bytes:
+                body = received.body + _rewrites(request, route, call)
+                async with backend.admission.slot():
+                    answer = await backend.predict_serialized(
+                        body, _left(timeout, call), call.metadata
+                    )
+                return answer + _model_field(route.model)
+            _rewrite(request, route, call)
+            async with backend.admission.slot():
+                response = await backend.predict(request, _left(timeout, call), call.metadata)
         response.model = route.model
         return response
 
@@ -84,6 +115,39 @@ class Dispatcher:
                         yield response
                 finally:
                     await stream.aclose()  # type: ignore[attr-defined]
+
+    async def relay_predict_stream(
+        self, received: Received, timeout: float | None, incoming: Incoming
+    ) -> AsyncIterator[pb.PredictStreamResponse | bytes]:
+        """PredictStream at the servemesh.v1 door: bytes relayed as in `relay_predict`, each
+        message of the stream with its model appended; closing the iterator cancels the
+        backend's work."""
+        request = received.message
+        with _observed("servemesh", "PredictStream", incoming) as call:
+            route = self._routed(request, call)
+            backend = route.backend
+            if not backend.relays_bytes:
+                _rewrite(request, route, call)
+                async with backend.admission.slot():  # held for the whole stream
+                    stream = backend.predict_stream(request, _left(timeout, call), call.metadata)
+                    try:
+                        async for response in stream:
+                            response.model = route.model
+                            yield response
+                    finally:
+                        await stream.aclose()  # type: ignore[attr-defined]
+                return
+            body = received.body + _rewrites(request, route, call)
+            model = _model_field(route.model)
+            async with backend.admission.slot():  # held for the whole stream
+                chunks = backend.predict_stream_serialized(
+                    body, _left(timeout, call), call.metadata
+                )
+                try:
+                    async for chunk in chunks:
+                        yield chunk + model
+                finally:
+                    await chunks.aclose()  # type: ignore[attr-defined]
 
     async def describe(self, route: Route, timeout: float | None) -> model_pb2.ModelInfo:
         """The backend's description of a routed model under its public name; a backend that
@@ -117,6 +181,30 @@ class _Call:
     route: Route | None = None
 
 
+def _rewrite(request: Request, route: Route, call: _Call) -> None:
+    """What the backend's request needs changed, changed in place: its model is the
+    backend's name for it, and a request without an id of its own takes the call's."""
+    request.model = route.backend_model
+    request.request_id = request.request_id or call.request_id
+
+
+def _rewrites(request: Request, route: Route, call: _Call) -> bytes:
+    """The same changes as `_rewrite`, as fields to append to the request's bytes (only
+    those that change something)."""
+    rewrites = b""
+    if request.model != route.backend_model:
+        rewrites = string_field(REQUEST_MODEL, route.backend_model)
+    if not request.request_id:
+        rewrites += string_field(REQUEST_ID, call.request_id)
+    return rewrites
+
+
+@functools.cache  # a routed model name: as many as the config has
+def _model_field(model: str) -> bytes:
+    """An answer's model set to its public name, as a field to append to the answer's bytes."""
+    return string_field(RESPONSE_MODEL, model)
+
+
 def _from_body(request: Request) -> Incoming:
     """A call that came with nothing but its request (from code, not a front door)."""
     return Incoming(choose_request_id(request.request_id))
@@ -127,6 +215,20 @@ def _left(timeout: float | None, call: _Call) -> float | None:
     if timeout is None:
         return None
     return max(timeout - (asyncio.get_running_loop().time() - call.started), 0.0)
+
+
+# The calls counter's labelled children, looked up once each: labels() takes a lock and
+# builds a key on every call. The keys are bounded: routed model names (or ""), the front
+# doors' protocols and methods, and the status codes.
+_CALLS_BY_LABELS: dict[tuple[str, str, str, str], Counter] = {}
+
+
+def _calls_counter(model: str, protocol: str, method: str, code: str) -> Counter:
+    key = (model, protocol, method, code)
+    counter = _CALLS_BY_LABELS.get(key)
+    if counter is None:
+        counter = _CALLS_BY_LABELS[key] = metrics.CALLS.labels(*key)
+    return counter
 
 
 @contextlib.contextmanager
@@ -149,7 +251,7 @@ def _observed(protocol: str, method: str, incoming: Incoming) -> Iterator[_Call]
     finally:
         route = call.route
         model = route.model if route else ""
-        metrics.CALLS.labels(model, protocol, method, code).inc()
+        _calls_counter(model, protocol, method, code).inc()
         backend = route.backend.name if route else ""
         if hop.span is not None:
             attributes = {

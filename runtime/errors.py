@@ -196,6 +196,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, body_check: BodyCheck | None = None) -> None:
         self.calls = CallsInFlight()
         self._body_check = body_check
+        # By method: the handler last seen for it and its wrapping.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     def _check(self, method: str, body: bytes) -> None:
         check_small_request(method, body)
@@ -211,6 +213,18 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        # The wrapping depends on the method and its handler alone, so it is built once per
+        # method rather than on every call (services registered on the server hand back the
+        # same handler object each time; a generic handler that makes a new one gets a new
+        # wrapping).
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         # Health Watch and reflection streams stay open as long as their client likes: a
         # drain does not wait for them.
         untracked = method.startswith((HEALTH_METHODS, REFLECTION_METHODS))

@@ -14,11 +14,13 @@ import grpc
 import httpx2
 import psutil
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from servemesh.v1 import prediction_service_pb2 as pb
 from servemesh.v1 import prediction_service_pb2_grpc as pb_grpc
-from tests.servers import MODEL, gateway, mesh_config
+from tests.servers import MODEL, gateway, mesh_config, wait_for
 
+SERVING = health_pb2.HealthCheckResponse.SERVING
 CONNECTIONS = 16  # all on one worker by chance: 2 in 2**16
 CALLS = f"servemesh_gateway_calls_total{{code=OK,method=Predict,model={MODEL},protocol=servemesh}}"
 
@@ -50,6 +52,16 @@ def test_connections_spread_over_both_workers_and_calls_count_once(two_workers) 
     channels = [grpc.insecure_channel(front.address, options=own) for _ in range(CONNECTIONS)]
     try:
         for channel in channels:
+            # Each worker follows the backends' health on its own, and one that started a
+            # moment later may not have had its first answer yet: as a client behind a load
+            # balancer would, call once this connection's worker says it serves.
+            health = health_pb2_grpc.HealthStub(channel)
+            check = health_pb2.HealthCheckRequest(service="")
+            wait_for(
+                lambda h=health, c=check: h.Check(c, timeout=5).status == SERVING,
+                30,
+                "the connection's worker serving",
+            )
             assert pb_grpc.PredictionServiceStub(channel).Predict(request, timeout=30).model
         accepted = [
             sum(

@@ -199,7 +199,7 @@ def test_predictor_health_is_not_serving_while_it_drains(tmp_path) -> None:
     predictor.start()
     try:
         with Client(predictor.address) as c:
-            stream = c.predict_stream(MODEL, prompt="1, 2, 3,", max_tokens=60, temperature=0)
+            stream = c.predict_stream(MODEL, prompt="1, 2, 3,", max_tokens=30, temperature=0)
             next(stream)
             predictor.signal(signal.SIGTERM)
             wait_for(lambda: health_status(predictor.address) != "SERVING", 5, "draining")
@@ -219,7 +219,7 @@ def test_gateway_drains_a_stream_on_sigterm_and_refuses_new_calls(tmp_path) -> N
         predictor.start()
         front.start(needs=(predictor,))
         with Client(front.address, max_attempts=1) as c:
-            stream = c.predict_stream(MODEL, prompt="1, 2, 3,", max_tokens=60, temperature=0)
+            stream = c.predict_stream(MODEL, prompt="1, 2, 3,", max_tokens=30, temperature=0)
             next(stream)
             front.signal(signal.SIGTERM)
             wait_for(lambda: health_status(front.address) != "SERVING", 5, "draining")

@@ -127,6 +127,24 @@ class Backend(ABC, Generic[OptionsT, ModelOptionsT]):
     ) -> AsyncIterator[pb.PredictStreamResponse]:
         """Streams a prediction; closing the iterator cancels the backend's work."""
 
+    # Whether the backend speaks servemesh.v1 itself and so takes requests and gives answers as
+    # their bytes (predict_serialized, predict_stream_serialized; see gateway.relay).
+    relays_bytes = False
+
+    async def predict_serialized(
+        self, body: bytes, timeout: float | None, metadata: Metadata = ()
+    ) -> bytes:
+        """Predict on a serialized PredictRequest, answering a serialized PredictResponse;
+        only where `relays_bytes`."""
+        raise NotImplementedError(f"backend {self.name!r} does not relay bytes")
+
+    def predict_stream_serialized(
+        self, body: bytes, timeout: float | None, metadata: Metadata = ()
+    ) -> AsyncIterator[bytes]:
+        """PredictStream on a serialized PredictStreamRequest, streaming serialized
+        PredictStreamResponses; only where `relays_bytes`."""
+        raise NotImplementedError(f"backend {self.name!r} does not relay bytes")
+
     @abstractmethod
     async def describe(self, model: str, timeout: float | None) -> model_pb2.ModelInfo:
         """The backend's description of one of its models."""

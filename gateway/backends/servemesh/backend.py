@@ -4,10 +4,11 @@ to the least busy serving replica, with a retry on another replica where that is
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from gateway.backends.base import (
 from gateway.backends.servemesh.replicas import Replica, ReplicaSet, grpc_health_watch
 from gateway.backends.servemesh.retry_budget import RetryBudget
 from gateway.config import POSITIVE, BackendConfig, ConfigError, ModelConfig
+from gateway.relay import PREDICT_METHOD, PREDICT_STREAM_METHOD
 from runtime.server import MAX_MESSAGE_BYTES
 from servemesh.channel import auth_metadata
 from servemesh.errors import Unavailable
@@ -46,14 +48,41 @@ class ServemeshOptions(BackendOptions):
     api_key_env: str = ""  # the environment variable that holds the backend's key
 
 
+class _ReplicaCalls:
+    """What the gateway calls on one replica: the contract's stub, on messages, and Predict and
+    PredictStream on the bytes of messages, for requests relayed as they came (gateway.relay)."""
+
+    __slots__ = ("predict_bytes", "predict_stream_bytes", "stub")
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.stub = pb_grpc.PredictionServiceStub(channel)
+        # No serializers: bytes in, bytes out. Registered with the channel as the generated
+        # stub's methods are, which spares gRPC a lookup of the method's name on every call.
+        self.predict_bytes = channel.unary_unary(PREDICT_METHOD, _registered_method=True)
+        self.predict_stream_bytes = channel.unary_stream(
+            PREDICT_STREAM_METHOD, _registered_method=True
+        )
+
+
+# Which of a replica's calls each kind of call makes.
+_PREDICT = operator.attrgetter("stub.Predict")
+_PREDICT_STREAM = operator.attrgetter("stub.PredictStream")
+_GET_MODEL = operator.attrgetter("stub.GetModel")
+_PREDICT_BYTES = operator.attrgetter("predict_bytes")
+_PREDICT_STREAM_BYTES = operator.attrgetter("predict_stream_bytes")
+
+
 class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
-    """Forwards servemesh.v1 calls unchanged, with the caller's deadline.
+    """Forwards servemesh.v1 calls unchanged, with the caller's deadline; requests that came
+    as servemesh.v1 go on as the bytes they came in (`relays_bytes`).
 
     A unary call that fails with UNAVAILABLE is tried again on another replica, within
     `max_attempts`, the retry budget and the caller's deadline: a prediction has no side
     effects and nothing of the failed attempt reached the caller. A stream is retried only
     while no message has reached the caller; after that it ends with UNAVAILABLE.
     """
+
+    relays_bytes = True
 
     def __init__(
         self,
@@ -72,7 +101,7 @@ class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
         )
         self._max_attempts = self.options.max_attempts
         self._budget = RetryBudget()
-        self._stubs: weakref.WeakKeyDictionary[Replica, pb_grpc.PredictionServiceStub] = (
+        self._replica_calls: weakref.WeakKeyDictionary[Replica, _ReplicaCalls] = (
             weakref.WeakKeyDictionary()
         )
 
@@ -84,22 +113,27 @@ class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
     def parse_model_options(cls, model: ModelConfig) -> NoModelOptions:
         return parse_model_table(NoModelOptions, model, "servemesh")
 
-    def _stub(self, replica: Replica) -> pb_grpc.PredictionServiceStub:
-        stub = self._stubs.get(replica)
-        if stub is None:
-            stub = self._stubs[replica] = pb_grpc.PredictionServiceStub(replica.channel)
-        return stub
+    def _calls(self, replica: Replica) -> _ReplicaCalls:
+        calls = self._replica_calls.get(replica)
+        if calls is None:
+            calls = self._replica_calls[replica] = _ReplicaCalls(replica.channel)
+        return calls
 
     async def _unary(
-        self, method: str, request: Message, timeout: float | None, metadata: Metadata = ()
+        self,
+        method: Callable[[_ReplicaCalls], Any],
+        request: Message | bytes,
+        timeout: float | None,
+        metadata: Metadata = (),
     ) -> Any:
-        """Calls unary `method` on the least busy replica, then on others while retrying is
-        safe and allowed; every try carries `metadata` after the backend's key."""
+        """Calls unary `method` (of a replica's calls) on the least busy replica, then on
+        others while retrying is safe and allowed; every try carries `metadata` after the
+        backend's key."""
         attempts = _Attempts(self, timeout)
         metadata = self._metadata + metadata
         while True:
             replica = attempts.next_replica()
-            call = getattr(self._stub(replica), method)(
+            call = method(self._calls(replica))(
                 request, timeout=attempts.remaining(), metadata=metadata
             )
             with self._replicas.in_flight(replica):
@@ -114,18 +148,39 @@ class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
     async def predict(
         self, request: pb.PredictRequest, timeout: float | None, metadata: Metadata = ()
     ) -> pb.PredictResponse:
-        return await self._unary("Predict", request, timeout, metadata)
+        return await self._unary(_PREDICT, request, timeout, metadata)
 
-    async def predict_stream(
+    async def predict_serialized(
+        self, body: bytes, timeout: float | None, metadata: Metadata = ()
+    ) -> bytes:
+        return await self._unary(_PREDICT_BYTES, body, timeout, metadata)
+
+    def predict_stream(
         self, request: pb.PredictStreamRequest, timeout: float | None, metadata: Metadata = ()
     ) -> AsyncIterator[pb.PredictStreamResponse]:
+        return self._stream(_PREDICT_STREAM, request, timeout, metadata)
+
+    def predict_stream_serialized(
+        self, body: bytes, timeout: float | None, metadata: Metadata = ()
+    ) -> AsyncIterator[bytes]:
+        return self._stream(_PREDICT_STREAM_BYTES, body, timeout, metadata)
+
+    async def _stream(
+        self,
+        method: Callable[[_ReplicaCalls], Any],
+        request: Message | bytes,
+        timeout: float | None,
+        metadata: Metadata,
+    ) -> AsyncIterator[Any]:
+        """Streams `method` (of a replica's calls) from the least busy replica; another
+        replica is tried only while no message has reached the caller."""
         attempts = _Attempts(self, timeout)
         metadata = self._metadata + metadata
         while True:
             replica = attempts.next_replica()
             relayed = 0
             with self._replicas.in_flight(replica):
-                call = self._stub(replica).PredictStream(
+                call = method(self._calls(replica))(
                     request, timeout=attempts.remaining(), metadata=metadata
                 )
                 try:
@@ -149,7 +204,7 @@ class ServemeshBackend(Backend[ServemeshOptions, NoModelOptions]):
                     call.cancel()  # a no-op once done; stops the backend when our caller left
 
     async def describe(self, model: str, timeout: float | None) -> model_pb2.ModelInfo:
-        response = await self._unary("GetModel", pb.GetModelRequest(name=model), timeout)
+        response = await self._unary(_GET_MODEL, pb.GetModelRequest(name=model), timeout)
         return response.model
 
     async def watch_health(self) -> AsyncIterator[bool]:

@@ -14,11 +14,12 @@ import contextlib
 import logging
 import random
 import socket
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
-from typing import Generic, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import Gauge
 
 from gateway import metrics
 from servemesh.errors import Unavailable
@@ -92,6 +93,8 @@ class ReplicaSet(Generic[ConnectionT]):
         self._changed = asyncio.Condition()
         self._resolver: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        # Each replica's labelled gauge, looked up once rather than on every call.
+        self._outstanding_gauges: dict[str, Gauge] = {}
 
     @property
     def replicas(self) -> list[Replica[ConnectionT]]:
@@ -118,6 +121,12 @@ class ReplicaSet(Generic[ConnectionT]):
         those not in `avoid` (the ones a retried call already failed on). `eligible`, where
         given, says which replicas may take the call instead of their overall health."""
         self.start()
+        if eligible is None and len(self._replicas) == 1:
+            # One replica, the common case: nothing to compare (it is the one to use even
+            # when `avoid` holds it, as below).
+            (only,) = self._replicas.values()
+            if only.serving:
+                return only
         usable = eligible or (lambda r: r.serving)
         serving = [r for r in self._replicas.values() if usable(r)]
         candidates = [r for r in serving if r not in avoid] or serving
@@ -132,17 +141,13 @@ class ReplicaSet(Generic[ConnectionT]):
         fewest = min(r.outstanding for r in candidates)
         return random.choice([r for r in candidates if r.outstanding == fewest])
 
-    @contextlib.contextmanager
-    def in_flight(self, replica: Replica[ConnectionT]) -> Iterator[None]:
-        """Counts a call as outstanding on `replica` while it runs."""
-        gauge = metrics.REPLICA_OUTSTANDING.labels(self._backend, replica.address)
-        replica.outstanding += 1
-        gauge.set(replica.outstanding)
-        try:
-            yield
-        finally:
-            replica.outstanding -= 1
-            gauge.set(replica.outstanding)
+    def in_flight(self, replica: Replica[ConnectionT]) -> _InFlight:
+        """Counts a call as outstanding on `replica` while it runs (a `with` block)."""
+        gauge = self._outstanding_gauges.get(replica.address)
+        if gauge is None:
+            gauge = metrics.REPLICA_OUTSTANDING.labels(self._backend, replica.address)
+            self._outstanding_gauges[replica.address] = gauge
+        return _InFlight(replica, gauge)
 
     async def serving_changes(self) -> AsyncIterator[bool]:
         """Yields whether any replica serves, now and whenever that changes; never ends."""
@@ -204,6 +209,7 @@ class ReplicaSet(Generic[ConnectionT]):
                 log.info("backend %s: replica %s added", self._backend, address)
         for address in [a for a in self._replicas if a not in addresses]:
             replica = self._replicas.pop(address)
+            self._outstanding_gauges.pop(address, None)
             for gauge in (metrics.REPLICA_SERVING, metrics.REPLICA_OUTSTANDING):
                 with contextlib.suppress(KeyError):
                     gauge.remove(self._backend, address)
@@ -237,3 +243,21 @@ class ReplicaSet(Generic[ConnectionT]):
             metrics.REPLICA_SERVING.labels(self._backend, replica.address).set(int(serving))
             log.info("backend %s: replica %s is %s", self._backend, replica.address, state)
             await self._notify()
+
+
+class _InFlight:
+    """A call outstanding on a replica, as a plain context manager: one per backend call, and
+    a class costs less per call than a @contextmanager generator."""
+
+    __slots__ = ("_gauge", "_replica")
+
+    def __init__(self, replica: Replica[Any], gauge: Gauge) -> None:
+        self._replica, self._gauge = replica, gauge
+
+    def __enter__(self) -> None:
+        self._replica.outstanding += 1
+        self._gauge.set(self._replica.outstanding)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._replica.outstanding -= 1
+        self._gauge.set(self._replica.outstanding)
