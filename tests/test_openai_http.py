@@ -95,6 +95,19 @@ def test_completions_continue_a_raw_prompt(oai: openai.OpenAI, client: Client) -
     assert "".join(c.choices[0].text for c in streamed) == native.text
 
 
+def test_draft_tokens_is_taken_as_an_extension(oai: openai.OpenAI, mesh) -> None:
+    """The openai package passes it in extra_body; drafts are verified and the answer is the
+    one without them."""
+    prompt = "Repeat: one two three four five six. Repeat: one two three four five six. Repeat:"
+    plain = oai.completions.create(model=MODEL, prompt=prompt, temperature=0, max_tokens=24)
+    before = mesh.metrics.settled().get("servemesh_llama_draft_tokens_total", 0)
+    drafted = oai.completions.create(
+        model=MODEL, prompt=prompt, temperature=0, max_tokens=24, extra_body={"draft_tokens": 8}
+    )
+    assert drafted.choices[0].text == plain.choices[0].text
+    assert mesh.metrics.settled()["servemesh_llama_draft_tokens_total"] > before
+
+
 async def test_async_client_streams_concurrently(base_url: str) -> None:
     async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0) as oai:
 

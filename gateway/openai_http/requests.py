@@ -107,7 +107,8 @@ def _parameters(
     body: Mapping[str, Any], default_max_tokens: int | None
 ) -> gen.GenerationParameters:
     """The sampling parameters OpenAI's API and servemesh.v1 share, plus llama.cpp's top_k
-    and repeat_penalty, which many OpenAI-compatible servers accept as extensions."""
+    and repeat_penalty, which many OpenAI-compatible servers accept as extensions, and
+    servemesh's own draft_tokens (speculative decoding)."""
     p = gen.GenerationParameters()
     max_tokens = _integer(body, "max_completion_tokens", 1, 2**31 - 1)
     if max_tokens is None:
@@ -126,6 +127,8 @@ def _parameters(
         p.repeat_penalty = penalty
     if (seed := _integer(body, "seed", -(2**63), 2**64 - 1)) is not None:
         p.seed = seed % 2**64  # OpenAI's seeds may be negative; servemesh's are unsigned
+    if (draft_tokens := _integer(body, "draft_tokens", 0, 2**32 - 1)) is not None:
+        p.draft_tokens = draft_tokens  # servemesh's speculative decoding, as an extension
     stop = body.get("stop")
     if isinstance(stop, str):
         stop = [stop]

@@ -30,6 +30,7 @@ def test_a_chat_becomes_a_chat_conversation_with_its_parameters() -> None:
             "top_p": 0.5,
             "top_k": 4,
             "seed": -1,
+            "draft_tokens": 8,
             "stop": "END",
             "stream": True,
             "stream_options": {"include_usage": True},
@@ -44,6 +45,7 @@ def test_a_chat_becomes_a_chat_conversation_with_its_parameters() -> None:
     p = tg.parameters
     assert (p.max_tokens, p.temperature, p.top_p, p.top_k, list(p.stop)) == (7, 0, 0.5, 4, ["END"])
     assert p.seed == 2**64 - 1
+    assert p.draft_tokens == 8
     assert asked.stream and asked.include_usage
 
 
@@ -74,6 +76,10 @@ def test_completions_default_to_openais_sixteen_tokens() -> None:
             "max_tokens",
         ),
         ({"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        (
+            {"model": "m", "messages": [{"role": "user", "content": "x"}], "draft_tokens": -1},
+            "draft_tokens",
+        ),
         (
             {"model": "m", "messages": [{"role": "user", "content": "x"}], "logprobs": True},
             "logprobs",
